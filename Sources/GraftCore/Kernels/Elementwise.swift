@@ -1,0 +1,3 @@
+package enum ElementwiseKernels {
+    package static let entries: [(String, KernelFactory)] = []
+}

@@ -1,0 +1,3 @@
+package enum IndexingKernels {
+    package static let entries: [(String, KernelFactory)] = []
+}

@@ -1,0 +1,3 @@
+package enum LinearKernels {
+    package static let entries: [(String, KernelFactory)] = []
+}

@@ -1,0 +1,3 @@
+package enum NormalizationKernels {
+    package static let entries: [(String, KernelFactory)] = []
+}

@@ -1,0 +1,3 @@
+package enum ReductionKernels {
+    package static let entries: [(String, KernelFactory)] = []
+}

@@ -1,0 +1,3 @@
+package enum ShapeKernels {
+    package static let entries: [(String, KernelFactory)] = []
+}

@@ -1,0 +1,23 @@
+import Dispatch
+
+/// Splits `0..<count` into at most `threads` contiguous chunks and runs `body` on each,
+/// in parallel when `threads > 1` and the work is worth it (`count >= minPerThread * 2`).
+/// `body` receives a half-open range; it must not write outside the elements it owns.
+@inline(__always)
+package func parallelFor(_ count: Int, threads: Int, minPerThread: Int = 1, _ body: (Range<Int>) -> Void) {
+    let chunks = min(threads, count / max(minPerThread, 1))
+    if chunks <= 1 {
+        if count > 0 { body(0..<count) }
+        return
+    }
+    withoutActuallyEscaping(body) { escaping in
+        // Chunks touch disjoint elements by contract; concurrentPerform returns only when
+        // every chunk is done, so the closure never outlives this call.
+        nonisolated(unsafe) let body = escaping
+        DispatchQueue.concurrentPerform(iterations: chunks) { c in
+            let lo = count * c / chunks
+            let hi = count * (c + 1) / chunks
+            if lo < hi { body(lo..<hi) }
+        }
+    }
+}

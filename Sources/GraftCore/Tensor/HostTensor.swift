@@ -1,0 +1,120 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Bytes behind a tensor: either owned (64-byte aligned, zero-filled) or borrowed from memory
+/// another object keeps alive (a memory-mapped external-data file, say).
+package final class TensorStorage: @unchecked Sendable {
+    package let base: UnsafeMutableRawPointer
+    package let byteCount: Int
+    private let owned: Bool
+    private let keepAlive: AnyObject?
+
+    /// Allocates `byteCount` zeroed bytes (at least 64, so zero-size tensors still have an
+    /// address that kernels may form pointers from).
+    package init(byteCount: Int) {
+        let n = max(byteCount, 64)
+        base = UnsafeMutableRawPointer.allocate(byteCount: n, alignment: 64)
+        base.initializeMemory(as: UInt8.self, repeating: 0, count: n)
+        self.byteCount = byteCount
+        owned = true
+        keepAlive = nil
+    }
+
+    /// Borrows `byteCount` bytes at `pointer`, valid while `keepAlive` lives.
+    package init(borrowing pointer: UnsafeMutableRawPointer, byteCount: Int, keepAlive: AnyObject) {
+        base = pointer
+        self.byteCount = byteCount
+        owned = false
+        self.keepAlive = keepAlive
+    }
+
+    deinit {
+        if owned { base.deallocate() }
+    }
+}
+
+/// A dense row-major tensor in host memory: initializers, constants folded at load or plan
+/// time, and tensors crossing the public API.
+package struct HostTensor: @unchecked Sendable {
+    package var dtype: DType
+    package var shape: [Int]
+    package let storage: TensorStorage
+
+    package var count: Int { Shape.product(shape) }
+    package var rank: Int { shape.count }
+    package var byteCount: Int { count * dtype.byteSize }
+    package var raw: UnsafeMutableRawPointer { storage.base }
+
+    package init(dtype: DType, shape: [Int], storage: TensorStorage) {
+        self.dtype = dtype
+        self.shape = shape
+        self.storage = storage
+    }
+
+    /// A zero-filled tensor.
+    package init(zeros dtype: DType, shape: [Int]) {
+        self.init(dtype: dtype, shape: shape, storage: TensorStorage(byteCount: Shape.product(shape) * dtype.byteSize))
+    }
+
+    package init(_ values: [Float], shape: [Int]) {
+        precondition(values.count == Shape.product(shape), "value count does not match shape")
+        self.init(zeros: .float32, shape: shape)
+        values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    package init(_ values: [Int64], shape: [Int]) {
+        precondition(values.count == Shape.product(shape), "value count does not match shape")
+        self.init(zeros: .int64, shape: shape)
+        values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    package init(_ values: [Int32], shape: [Int]) {
+        precondition(values.count == Shape.product(shape), "value count does not match shape")
+        self.init(zeros: .int32, shape: shape)
+        values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    package init(_ values: [Bool], shape: [Int]) {
+        precondition(values.count == Shape.product(shape), "value count does not match shape")
+        self.init(zeros: .bool, shape: shape)
+        let p = raw.assumingMemoryBound(to: UInt8.self)
+        for (i, v) in values.enumerated() { p[i] = v ? 1 : 0 }
+    }
+
+    /// Typed view of the elements; `T` must match `dtype` (Float, Int64, Int32, UInt8 for bool).
+    package func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {
+        raw.assumingMemoryBound(to: T.self)
+    }
+
+    package func floats() -> [Float] {
+        precondition(dtype == .float32)
+        return Array(UnsafeBufferPointer(start: pointer(Float.self), count: count))
+    }
+
+    /// Elements as Int, for integer tensors (int64/int32/uint8/int8/bool): what shape-carrying
+    /// inputs (Reshape's shape, Slice's starts, ...) are read with.
+    package func integers() -> [Int] {
+        let n = count
+        switch dtype {
+        case .int64: return (0..<n).map { Int(pointer(Int64.self)[$0]) }
+        case .int32: return (0..<n).map { Int(pointer(Int32.self)[$0]) }
+        case .uint8, .bool: return (0..<n).map { Int(pointer(UInt8.self)[$0]) }
+        case .int8: return (0..<n).map { Int(pointer(Int8.self)[$0]) }
+        default: return []
+        }
+    }
+
+    /// A deep copy with its own storage.
+    package func copy() -> HostTensor {
+        let t = HostTensor(zeros: dtype, shape: shape)
+        t.raw.copyMemory(from: raw, byteCount: byteCount)
+        return t
+    }
+
+    /// The same bytes under another shape (element count must match).
+    package func reshaped(_ newShape: [Int]) -> HostTensor {
+        precondition(Shape.product(newShape) == count)
+        return HostTensor(dtype: dtype, shape: newShape, storage: storage)
+    }
+}
