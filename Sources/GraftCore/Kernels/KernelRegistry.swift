@@ -49,6 +49,11 @@ package enum KernelRegistry {
     package static func evaluate(_ node: Node, inputs: [HostTensor?], opset: Int, threads: Int = 1) throws -> [HostTensor] {
         let kernel = try compile(node, inputTypes: inputs.map { $0.map { TensorType($0.dtype, $0.shape) } },
                                  constants: inputs, opset: opset, threads: threads)
+        return try execute(kernel, inputs: inputs)
+    }
+
+    /// Runs a compiled kernel on host tensors whose types are the ones it was compiled for.
+    package static func execute(_ kernel: CompiledKernel, inputs: [HostTensor?]) throws -> [HostTensor] {
         if let folded = kernel.folded { return folded }
         let outputs = kernel.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
         // Slot table: inputs first, then outputs.

@@ -1,0 +1,147 @@
+import COnnx
+
+/// Turns one TensorProto into a HostTensor: checks dims and data length against each other
+/// before any allocation sized by the file, reads raw or typed fields or external data, and
+/// widens float16/bfloat16/float64 to float32 (the only float type kernels compute in).
+enum TensorDecoding {
+    static func decode(_ t: OpaquePointer, externals: ExternalDataResolver, context: @autoclosure () -> String) throws -> HostTensor {
+        let name = String(cString: gx_tensor_name(t))
+        let what = "tensor '\(name)'\(context())"
+        let code = gx_tensor_data_type(t)
+        guard let fileType = DType(rawValue: code) else {
+            throw GraftError(.unsupported, "\(what) has data type \(DType.onnxName(code)), which Graft does not support")
+        }
+        var shape: [Int] = []
+        for i in 0..<gx_tensor_dims_count(t) {
+            let d = gx_tensor_dim(t, i)
+            guard d >= 0, d <= Int64(Shape.maxElements) else {
+                throw GraftError(.invalidModel, "\(what) has invalid dimension \(d)")
+            }
+            shape.append(Int(d))
+        }
+        let count = try Shape.count(shape, what: what)
+        let expectedBytes = count * fileType.byteSize
+
+        // Locate the bytes, validated against the dims before anything is allocated.
+        if gx_tensor_is_external(t) != 0 {
+            return try decodeExternal(t, fileType: fileType, shape: shape, expectedBytes: expectedBytes, externals: externals, what: what)
+        }
+        var rawPtr: UnsafeRawPointer?
+        var rawLen = 0
+        if gx_tensor_raw_data(t, &rawPtr, &rawLen) != 0 {
+            guard rawLen == expectedBytes else {
+                throw GraftError(.invalidModel, "\(what): raw data has \(rawLen) bytes but shape \(shape) of \(fileType) needs \(expectedBytes)")
+            }
+            return convert(from: rawPtr, fileType: fileType, shape: shape)
+        }
+        // Typed fields.
+        func checkCount(_ n: Int, _ field: String) throws {
+            guard n == count else {
+                throw GraftError(.invalidModel, "\(what): \(field) has \(n) values but shape \(shape) needs \(count)")
+            }
+        }
+        switch fileType {
+        case .float32:
+            try checkCount(gx_tensor_float_count(t), "float_data")
+            return convert(from: UnsafeRawPointer(gx_tensor_floats(t)), fileType: .float32, shape: shape)
+        case .int64:
+            try checkCount(gx_tensor_int64_count(t), "int64_data")
+            return convert(from: UnsafeRawPointer(gx_tensor_int64s(t)), fileType: .int64, shape: shape)
+        case .float64:
+            try checkCount(gx_tensor_double_count(t), "double_data")
+            return convert(from: UnsafeRawPointer(gx_tensor_doubles(t)), fileType: .float64, shape: shape)
+        case .int32, .bool, .uint8, .int8, .float16, .bfloat16:
+            // These are stored widened to int32 in int32_data.
+            try checkCount(gx_tensor_int32_count(t), "int32_data")
+            let src = gx_tensor_int32s(t)
+            let out = HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape)
+            for i in 0..<count {
+                let v = src?[i] ?? 0
+                switch fileType {
+                case .int32: out.pointer(Int32.self)[i] = v
+                case .bool: out.pointer(UInt8.self)[i] = v != 0 ? 1 : 0
+                case .uint8: out.pointer(UInt8.self)[i] = UInt8(truncatingIfNeeded: v)
+                case .int8: out.pointer(Int8.self)[i] = Int8(truncatingIfNeeded: v)
+                case .float16: out.pointer(Float.self)[i] = halfToFloat(UInt16(truncatingIfNeeded: v))
+                default: out.pointer(Float.self)[i] = Float(bitPattern: UInt32(UInt16(truncatingIfNeeded: v)) << 16)
+                }
+            }
+            return out
+        }
+    }
+
+    private static func decodeExternal(_ t: OpaquePointer, fileType: DType, shape: [Int], expectedBytes: Int,
+                                       externals: ExternalDataResolver, what: String) throws -> HostTensor {
+        var location = ""
+        var offset = 0
+        var length: Int?
+        for i in 0..<gx_tensor_external_count(t) {
+            let key = String(cString: gx_tensor_external_key(t, i))
+            let value = String(cString: gx_tensor_external_value(t, i))
+            switch key {
+            case "location": location = value
+            case "offset":
+                guard let v = Int(value), v >= 0 else { throw GraftError(.invalidModel, "\(what): external data offset '\(value)' is not a valid byte offset") }
+                offset = v
+            case "length":
+                guard let v = Int(value), v >= 0 else { throw GraftError(.invalidModel, "\(what): external data length '\(value)' is not a valid byte count") }
+                length = v
+            default: break  // "checksum", "basepath": informational
+            }
+        }
+        let file = try externals.file(for: location, tensor: what)
+        let len = length ?? expectedBytes
+        guard len == expectedBytes else {
+            throw GraftError(.invalidModel, "\(what): external data length \(len) does not match shape \(shape) of \(fileType) (\(expectedBytes) bytes)")
+        }
+        guard offset <= file.size, len <= file.size - offset else {
+            throw GraftError(.invalidModel, "\(what): external data range \(offset)..<\(offset + len) lies outside '\(location)' (\(file.size) bytes)")
+        }
+        guard let base = file.base else {
+            return HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape)
+        }
+        let p = base + offset
+        // Use the mapping in place when the type needs no widening and the address is aligned
+        // for the element type; otherwise copy.
+        if fileType.isComputeType, Int(bitPattern: p) % fileType.byteSize == 0 {
+            return HostTensor(dtype: fileType, shape: shape, storage: TensorStorage(borrowing: p, byteCount: len, keepAlive: file))
+        }
+        return convert(from: UnsafeRawPointer(p), fileType: fileType, shape: shape)
+    }
+
+    /// Copies little-endian element bytes (possibly unaligned) into a new tensor, widening
+    /// float16/bfloat16/float64 to float32.
+    private static func convert(from src: UnsafeRawPointer?, fileType: DType, shape: [Int]) -> HostTensor {
+        let count = Shape.product(shape)
+        let out = HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape)
+        guard let src, count > 0 else { return out }
+        switch fileType {
+        case .float16:
+            let dst = out.pointer(Float.self)
+            for i in 0..<count { dst[i] = halfToFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
+        case .bfloat16:
+            let dst = out.pointer(Float.self)
+            for i in 0..<count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
+        case .float64:
+            let dst = out.pointer(Float.self)
+            for i in 0..<count { dst[i] = Float(src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
+        default:
+            out.raw.copyMemory(from: src, byteCount: count * fileType.byteSize)
+        }
+        return out
+    }
+
+    /// IEEE 754 binary16 → binary32, including subnormals, infinities and NaN.
+    static func halfToFloat(_ h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let exp = Int((h >> 10) & 0x1F)
+        let mant = UInt32(h & 0x3FF)
+        if exp == 0 {
+            // Zero or subnormal: value = mant * 2^-24.
+            let v = Float(mant) * Float(sign: .plus, exponent: -24, significand: 1)
+            return sign != 0 ? -v : v
+        }
+        if exp == 31 { return Float(bitPattern: sign | 0x7F80_0000 | (mant << 13)) }
+        return Float(bitPattern: sign | UInt32(exp + 112) << 23 | (mant << 13))
+    }
+}

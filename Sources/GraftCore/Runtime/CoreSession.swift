@@ -1,0 +1,114 @@
+/// Runs a model for one caller thread at a time: plans per input-shape signature (cached),
+/// one arena reused by every run, no allocation per run after warm-up beyond the outputs.
+package final class CoreSession {
+    package let model: CoreModel
+    package let threads: Int
+    /// Plans kept per signature before the cache is cleared (bounds memory when callers
+    /// send many distinct shapes).
+    package static let maxCachedPlans = 64
+
+    private var plans: [[Int]: Plan] = [:]
+    private var arena: UnsafeMutableRawPointer?
+    private var arenaCapacity = 0
+    private var slots: UnsafeMutablePointer<UnsafeMutableRawPointer>?
+    private var slotCapacity = 0
+
+    package init(model: CoreModel, threads: Int = 1) throws {
+        guard threads >= 1, threads <= 256 else {
+            throw GraftError(.invalidArgument, "thread count must be between 1 and 256 (got \(threads))")
+        }
+        self.model = model
+        self.threads = threads
+    }
+
+    deinit {
+        arena?.deallocate()
+        slots?.deallocate()
+    }
+
+    /// Checks the inputs against the model's declarations and returns them in declared order.
+    package func bind(_ inputs: [String: HostTensor]) throws -> [HostTensor] {
+        let decls = model.graph.inputs
+        for name in inputs.keys where !decls.contains(where: { $0.name == name }) {
+            throw GraftError(.invalidArgument, "'\(name)' is not an input of the model; its inputs are \(decls.map { "'\($0.name)'" }.joined(separator: ", "))")
+        }
+        return try decls.map { decl in
+            guard let t = inputs[decl.name] else {
+                throw GraftError(.invalidArgument, "input '\(decl.name)' is missing")
+            }
+            guard t.dtype == decl.dtype else {
+                throw GraftError(.invalidArgument, "input '\(decl.name)' must be \(decl.dtype), got \(t.dtype)")
+            }
+            if let dims = decl.dims {
+                guard dims.count == t.rank else {
+                    throw GraftError(.invalidArgument, "input '\(decl.name)' must have rank \(dims.count) (\(dims.map(\.description))), got shape \(t.shape)")
+                }
+                for (i, (d, n)) in zip(dims, t.shape).enumerated() {
+                    if case .fixed(let want) = d, want != n {
+                        throw GraftError(.invalidArgument, "input '\(decl.name)' dimension \(i) must be \(want), got \(n) (shape \(t.shape))")
+                    }
+                }
+            }
+            return t
+        }
+    }
+
+    /// The plan for these (bound) inputs, built on first use of their shape signature.
+    package func plan(for inputs: [HostTensor]) throws -> Plan {
+        let key = inputs.flatMap { [Int($0.dtype.rawValue), $0.rank] + $0.shape }
+        if let p = plans[key] { return p }
+        let p = try Plan.build(graph: model.graph, inputTypes: inputs.map { TensorType($0.dtype, $0.shape) }, threads: threads)
+        if plans.count >= Self.maxCachedPlans { plans.removeAll() }
+        plans[key] = p
+        return p
+    }
+
+    /// Runs the model. Outputs are new tensors keyed by output name.
+    package func run(_ named: [String: HostTensor]) throws -> [String: HostTensor] {
+        let inputs = try bind(named)
+        let plan = try plan(for: inputs)
+        let outputs = plan.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
+        try execute(plan, inputs: inputs, outputs: outputs)
+        var result: [String: HostTensor] = [:]
+        for (decl, t) in zip(model.graph.outputs, outputs) { result[decl.name] = t }
+        return result
+    }
+
+    /// Runs `plan` reading `inputs` in place and writing `outputs` (types must match the plan).
+    package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor]) throws {
+        try reserve(arenaBytes: plan.arenaBytes, slots: plan.slotCount)
+        let slots = self.slots!
+        let arena = self.arena!
+        for (i, source) in plan.sources.enumerated() {
+            switch source {
+            case .constant(let t): slots[i] = t.raw
+            case .arena(let offset): slots[i] = arena + offset
+            case .input(let k): slots[i] = inputs[k].raw
+            case .output(let k): slots[i] = outputs[k].raw
+            }
+        }
+        try withExtendedLifetime((inputs, outputs)) {
+            for step in plan.steps {
+                try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
+            }
+            for (k, copySlot) in plan.outputCopySlots.enumerated() {
+                if let s = copySlot {
+                    outputs[k].raw.copyMemory(from: slots[s], byteCount: plan.outputTypes[k].byteCount)
+                }
+            }
+        }
+    }
+
+    private func reserve(arenaBytes: Int, slots count: Int) throws {
+        if arenaBytes > arenaCapacity || arena == nil {
+            arena?.deallocate()
+            arena = UnsafeMutableRawPointer.allocate(byteCount: max(arenaBytes, 64), alignment: 64)
+            arenaCapacity = max(arenaBytes, 64)
+        }
+        if count > slotCapacity || slots == nil {
+            slots?.deallocate()
+            slots = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: max(count, 1))
+            slotCapacity = max(count, 1)
+        }
+    }
+}

@@ -1,0 +1,153 @@
+/// Everything one input-shape signature needs to run: kernels compiled for concrete shapes,
+/// the slot each value lives in, and arena offsets from liveness. Built once per signature
+/// and cached by the session; running it allocates nothing.
+package final class Plan: @unchecked Sendable {
+    /// Where a slot's pointer comes from at run time.
+    enum Source {
+        case constant(HostTensor)
+        case arena(offset: Int)
+        case input(Int)       // index into the graph's declared inputs
+        case output(Int)      // index into the graph's outputs: written straight into the result
+    }
+
+    struct Step {
+        let kernel: CompiledKernel
+        let label: String
+        let inputSlots: UnsafeMutablePointer<Int32>
+        let outputSlots: UnsafeMutablePointer<Int32>
+    }
+
+    let sources: [Source]
+    let steps: [Step]
+    let arenaBytes: Int
+    /// Per graph output: its type, and the slot to copy from when the output is not written by
+    /// a step (a constant or a graph input passed through).
+    package let outputTypes: [TensorType]
+    let outputCopySlots: [Int?]
+
+    private init(sources: [Source], steps: [Step], arenaBytes: Int, outputTypes: [TensorType], outputCopySlots: [Int?]) {
+        self.sources = sources
+        self.steps = steps
+        self.arenaBytes = arenaBytes
+        self.outputTypes = outputTypes
+        self.outputCopySlots = outputCopySlots
+    }
+
+    deinit {
+        for s in steps {
+            s.inputSlots.deallocate()
+            s.outputSlots.deallocate()
+        }
+    }
+
+    /// Plans `graph` for the given concrete input types (in the order of `graph.inputs`).
+    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int) throws -> Plan {
+        var types: [String: TensorType] = [:]
+        var constants = graph.initializers
+        for (decl, t) in zip(graph.inputs, inputTypes) { types[decl.name] = t }
+        for (name, c) in constants { types[name] = TensorType(c.dtype, c.shape) }
+
+        // 1. Compile every node; fold those whose inputs are all known now.
+        struct Pending { let kernel: CompiledKernel; let node: Node }
+        var pending: [Pending] = []
+        for node in graph.nodes {
+            let inTypes = try node.inputs.map { name -> TensorType? in
+                if name.isEmpty { return nil }
+                guard let t = types[name] else { throw GraftError(.internalError, "\(node.label): input '\(name)' has no type when planning") }
+                return t
+            }
+            let consts = node.inputs.map { $0.isEmpty ? nil : constants[$0] }
+            let kernel = try KernelRegistry.compile(node, inputTypes: inTypes, constants: consts, opset: graph.opset, threads: threads)
+            for (i, name) in node.outputs.enumerated() where !name.isEmpty {
+                guard i < kernel.outputTypes.count else {
+                    throw GraftError(.unsupported, "\(node.label): output \(i) ('\(name)') is not produced by Graft's kernel")
+                }
+                types[name] = kernel.outputTypes[i]
+            }
+            let allConstant = node.inputs.allSatisfy { $0.isEmpty || constants[$0] != nil }
+            if kernel.folded != nil || allConstant {
+                let outs = try KernelRegistry.execute(kernel, inputs: consts)
+                for (name, t) in zip(node.outputs, outs) where !name.isEmpty { constants[name] = t }
+            } else {
+                pending.append(Pending(kernel: kernel, node: node))
+            }
+        }
+
+        // 2. Slots: one per value a step touches or an output needs.
+        var slotOf: [String: Int] = [:]
+        var sources: [Source] = []
+        let inputIndex = Dictionary(graph.inputs.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var outputIndex: [String: Int] = [:]
+        for (k, out) in graph.outputs.enumerated() where outputIndex[out.name] == nil { outputIndex[out.name] = k }
+        var stepOutputs = Set<String>()
+        for p in pending { for o in p.node.outputs where !o.isEmpty { stepOutputs.insert(o) } }
+
+        // Liveness: last step reading each arena value.
+        var lastUse: [String: Int] = [:]
+        for (i, p) in pending.enumerated() { for name in p.node.inputs where !name.isEmpty { lastUse[name] = i } }
+
+        var arena = ArenaAllocator()
+        var arenaOffset: [String: (offset: Int, bytes: Int)] = [:]
+        var releaseAt: [[String]] = Array(repeating: [], count: pending.count)
+        func slot(for name: String) throws -> Int {
+            if let s = slotOf[name] { return s }
+            let source: Source
+            if let c = constants[name] {
+                source = .constant(c)
+            } else if let k = inputIndex[name] {
+                source = .input(k)
+            } else {
+                throw GraftError(.internalError, "value '\(name)' has no storage when planning")
+            }
+            slotOf[name] = sources.count
+            sources.append(source)
+            return sources.count - 1
+        }
+
+        var steps: [Step] = []
+        steps.reserveCapacity(pending.count)
+        for (i, p) in pending.enumerated() {
+            let ins = UnsafeMutablePointer<Int32>.allocate(capacity: max(p.node.inputs.count, 1))
+            for (j, name) in p.node.inputs.enumerated() { ins[j] = name.isEmpty ? -1 : Int32(try slot(for: name)) }
+            let outCount = p.kernel.outputTypes.count
+            let outs = UnsafeMutablePointer<Int32>.allocate(capacity: max(outCount, 1))
+            for j in 0..<outCount {
+                let name = j < p.node.outputs.count ? p.node.outputs[j] : ""
+                let bytes = p.kernel.outputTypes[j].byteCount
+                if !name.isEmpty, let k = outputIndex[name] {
+                    sources.append(.output(k))
+                } else {
+                    let offset = arena.allocate(bytes)
+                    sources.append(.arena(offset: offset))
+                    if name.isEmpty || lastUse[name] == nil {
+                        releaseAt[i].append("#\(sources.count - 1)")   // scratch: free after this step
+                        arenaOffset["#\(sources.count - 1)"] = (offset, bytes)
+                    } else {
+                        arenaOffset[name] = (offset, bytes)
+                        releaseAt[lastUse[name]!].append(name)
+                    }
+                }
+                if !name.isEmpty { slotOf[name] = sources.count - 1 }
+                outs[j] = Int32(sources.count - 1)
+            }
+            steps.append(Step(kernel: p.kernel, label: p.node.label, inputSlots: ins, outputSlots: outs))
+            // Release only after this step's outputs are placed, so outputs never alias inputs.
+            for name in releaseAt[i] {
+                if let a = arenaOffset[name] { arena.release(a.offset, a.bytes) }
+            }
+        }
+
+        // 3. Graph outputs not written by a step are copied from their slot.
+        var outputTypes: [TensorType] = []
+        var copySlots: [Int?] = []
+        for (k, out) in graph.outputs.enumerated() {
+            guard let t = types[out.name] else { throw GraftError(.internalError, "graph output '\(out.name)' has no type") }
+            outputTypes.append(t)
+            copySlots.append(stepOutputs.contains(out.name) && outputIndex[out.name] == k ? nil : try slot(for: out.name))
+        }
+        return Plan(sources: sources, steps: steps, arenaBytes: arena.high, outputTypes: outputTypes, outputCopySlots: copySlots)
+    }
+
+    package var stepCount: Int { steps.count }
+    package var slotCount: Int { sources.count }
+}
