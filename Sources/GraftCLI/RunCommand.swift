@@ -1,0 +1,84 @@
+import ArgumentParser
+import GraftCore
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a model on .npy inputs; write or check .npy outputs.")
+
+    @Argument(help: "Path to the .onnx file.")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "An input as NAME=FILE.npy (repeatable).")
+    var inputs: [String] = []
+
+    @Option(help: "A folder holding NAME.npy for every input not given with --input.")
+    var inputDir: String?
+
+    @Option(help: "Write each output to DIR/NAME.npy.")
+    var outputDir: String?
+
+    @Option(help: "Compare each output with DIR/NAME.npy and fail when they differ by more than --tolerance.")
+    var expect: String?
+
+    @Option(help: "Largest allowed absolute difference for --expect.")
+    var tolerance: Float = 1e-4
+
+    @Option(help: "Threads the session may use.")
+    var threads: Int = 1
+
+    func run() throws {
+        let failed: Bool = try reportingErrors {
+            let core = try CoreModel(path: model)
+            var named: [String: HostTensor] = [:]
+            for spec in inputs {
+                guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
+                    throw GraftError(.invalidArgument, "--input expects NAME=FILE.npy, got '\(spec)'")
+                }
+                named[String(spec[..<eq])] = try Npy.read(path: String(spec[spec.index(after: eq)...]))
+            }
+            if let dir = inputDir {
+                for decl in core.graph.inputs where named[decl.name] == nil {
+                    named[decl.name] = try Npy.read(path: "\(dir)/\(decl.name).npy")
+                }
+            }
+            let session = try CoreSession(model: core, threads: threads)
+            let outputs = try session.run(named)
+            var failed = false
+            for decl in core.graph.outputs {
+                let t = outputs[decl.name]!
+                var line = "\(decl.name)  \(t.dtype)\(t.shape)  \(preview(t))"
+                if let dir = expect {
+                    let ref = try Npy.read(path: "\(dir)/\(decl.name).npy")
+                    let diff = try maxAbsDifference(t, ref, name: decl.name)
+                    let ok = diff <= tolerance
+                    failed = failed || !ok
+                    line += "  max|Δ| vs \(dir): \(diff) \(ok ? "ok" : "FAIL (tolerance \(tolerance))")"
+                }
+                print(line)
+                if let dir = outputDir {
+                    try Npy.write(t, path: "\(dir)/\(decl.name).npy")
+                }
+            }
+            return failed
+        }
+        if failed { throw ExitCode(1) }
+    }
+}
+
+/// Largest absolute elementwise difference between two tensors of the same shape.
+func maxAbsDifference(_ a: HostTensor, _ b: HostTensor, name: String) throws -> Float {
+    guard a.shape == b.shape else {
+        throw GraftError(.shapeMismatch, "output '\(name)' has shape \(a.shape) but the reference has \(b.shape)")
+    }
+    if a.dtype == .float32 && b.dtype == .float32 {
+        let p = a.pointer(Float.self), q = b.pointer(Float.self)
+        var m: Float = 0
+        for i in 0..<a.count {
+            let d = abs(p[i] - q[i])
+            if d > m || d.isNaN { m = d }
+        }
+        return m
+    }
+    let x = a.integers(), y = b.integers()
+    return Float(zip(x, y).map { abs($0 - $1) }.max() ?? 0)
+}
