@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# End-to-end checks of the graft command: every fixture case through `graft run` against the
+# ONNX Runtime and PyTorch references (tolerance 1e-4), and bad input giving a clear error and a
+# non-zero exit, never a crash.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+swift build --product graft >/dev/null || exit 1
+graft="$(swift build --show-bin-path)/graft"
+fixtures=Tests/Fixtures
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+passed=0 failed=0
+
+ok()   { passed=$((passed + 1)); }
+fail() { failed=$((failed + 1)); echo "FAIL: $*"; }
+
+# 1. Fixtures: every case of every model, against both references.
+for model in "$fixtures"/*/model.onnx; do
+    dir=$(dirname "$model")
+    for case in "$dir"/*/inputs; do
+        case=$(dirname "$case")
+        for ref in ort torch; do
+            if out=$("$graft" run "$model" --input-dir "$case/inputs" --expect "$case/$ref" --threads 2 2>&1); then ok
+            else fail "graft run $case vs $ref: $out"; fi
+        done
+    done
+done
+
+# 2. Outputs written as .npy that read back identically through --expect.
+m="$fixtures/bert_torchscript"
+if "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --output-dir "$tmp" >/dev/null &&
+   "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --expect "$tmp" --tolerance 0 >/dev/null; then ok
+else fail "--output-dir round trip"; fi
+
+# 3. Bad input: exit code 2 and an 'error:' line naming the problem.
+expect_error() {   # expect_error "what" "fragment" cmd...
+    local what=$1 fragment=$2; shift 2
+    local out rc
+    out=$("$@" 2>&1); rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && grep -q "error:.*$fragment" <<<"$out"; then ok
+    else fail "$what: exit $rc, output: $out"; fi
+}
+printf 'not a model' > "$tmp/garbage.onnx"
+head -c 300 "$m/model.onnx" > "$tmp/truncated.onnx"
+printf 'nonsense' > "$tmp/bad.npy"
+expect_error "missing model" "cannot open" "$graft" inspect "$tmp/none.onnx"
+expect_error "garbage model" "not a valid ONNX" "$graft" inspect "$tmp/garbage.onnx"
+expect_error "truncated model" "" "$graft" run "$tmp/truncated.onnx" --input-dir "$m/basic/inputs"
+expect_error "bad npy" "not a valid .npy" "$graft" run "$m/model.onnx" --input input_ids="$tmp/bad.npy" --input-dir "$m/basic/inputs"
+expect_error "unknown input" "'nope' is not an input" "$graft" run "$m/model.onnx" --input nope="$m/basic/inputs/input_ids.npy" --input-dir "$m/basic/inputs"
+expect_error "wrong dtype" "must be int64" "$graft" run "$m/model.onnx" --input input_ids="$fixtures/vit_torchscript/basic/inputs/pixel_values.npy" --input-dir "$m/basic/inputs"
+expect_error "missing input" "input 'attention_mask' is missing" "$graft" run "$m/model.onnx" --input input_ids="$m/basic/inputs/input_ids.npy" --input token_type_ids="$m/basic/inputs/token_type_ids.npy"
+expect_error "bad --input" "NAME=FILE" "$graft" run "$m/model.onnx" --input justaname
+
+echo "cli: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
