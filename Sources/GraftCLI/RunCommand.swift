@@ -14,10 +14,10 @@ struct Run: ParsableCommand {
     @Option(help: "A folder holding NAME.npy for every input not given with --input.")
     var inputDir: String?
 
-    @Option(help: "Write each output to DIR/NAME.npy.")
+    @Option(help: "Write each output to DIR/NAME.npy (':' and '/' in names become '_').")
     var outputDir: String?
 
-    @Option(help: "Compare each output with DIR/NAME.npy and fail when they differ by more than --tolerance.")
+    @Option(help: "Compare each output with DIR/NAME.npy (named as for --output-dir) and fail when they differ by more than --tolerance.")
     var expect: String?
 
     @Option(help: "Largest allowed absolute difference for --expect.")
@@ -38,7 +38,7 @@ struct Run: ParsableCommand {
             }
             if let dir = inputDir {
                 for decl in core.graph.inputs where named[decl.name] == nil {
-                    named[decl.name] = try Npy.read(path: "\(dir)/\(decl.name).npy")
+                    named[decl.name] = try Npy.read(path: "\(dir)/\(fileName(decl.name)).npy")
                 }
             }
             let session = try CoreSession(model: core, threads: threads)
@@ -48,7 +48,7 @@ struct Run: ParsableCommand {
                 let t = outputs[decl.name]!
                 var line = "\(decl.name)  \(t.dtype)\(t.shape)  \(preview(t))"
                 if let dir = expect {
-                    let ref = try Npy.read(path: "\(dir)/\(decl.name).npy")
+                    let ref = try Npy.read(path: "\(dir)/\(fileName(decl.name)).npy")
                     let diff = try maxAbsDifference(t, ref, name: decl.name)
                     let ok = diff <= tolerance
                     failed = failed || !ok
@@ -56,7 +56,7 @@ struct Run: ParsableCommand {
                 }
                 print(line)
                 if let dir = outputDir {
-                    try Npy.write(t, path: "\(dir)/\(decl.name).npy")
+                    try Npy.write(t, path: "\(dir)/\(fileName(decl.name)).npy")
                 }
             }
             return failed
@@ -81,4 +81,10 @@ func maxAbsDifference(_ a: HostTensor, _ b: HostTensor, name: String) throws -> 
     }
     let x = a.integers(), y = b.integers()
     return Float(zip(x, y).map { abs($0 - $1) }.max() ?? 0)
+}
+
+/// File name for a tensor name: exporters generate names such as `onnx::Shape_422` or
+/// `/encoder/layer.0/Add_output_0`; ':' and '/' become '_'.
+func fileName(_ tensorName: String) -> String {
+    String(tensorName.map { $0 == ":" || $0 == "/" ? "_" : $0 })
 }
