@@ -70,13 +70,20 @@ package enum NormalizationKernels {
             parallelFor(rows, threads: threads, minPerThread: max(1, grain / n)) { range in
                 for r in range {
                     let xr = px + r * n, yr = py + r * n
-                    let mean: Float, inv: Float
+                    // Rows are centred as (x - m0) - dm: m0 is the first-pass mean, dm its
+                    // correction; both floats, so the row offset cancels exactly.
+                    let mean: Float, inv: Float, m0: Float, dm: Float
                     if rms {
-                        mean = 0
-                        inv = 1 / sqrtf(sumSquares(xr, n, around: 0) / fn + epsilon)
+                        mean = 0; m0 = 0; dm = 0
+                        inv = 1 / sqrtf(deviations(xr, n, around: 0).squares / fn + epsilon)
                     } else {
-                        mean = ReductionKernels.sumFloats(xr, n) / fn
-                        inv = 1 / sqrtf(sumSquares(xr, n, around: mean) / fn + epsilon)
+                        // Corrected two-pass: the second pass's sum of deviations repairs the
+                        // rounding of the first mean (rows with a large offset, say).
+                        m0 = ReductionKernels.sumFloats(xr, n) / fn
+                        let (d, d2) = deviations(xr, n, around: m0)
+                        dm = d / fn
+                        mean = m0 + dm
+                        inv = 1 / sqrtf(max(d2 - d * d / fn, 0) / fn + epsilon)
                     }
                     pm?[r] = mean
                     pi?[r] = inv
@@ -88,13 +95,13 @@ package enum NormalizationKernels {
                             for j in 0..<n { yr[j] = xr[j] * inv * s }
                         }
                     } else if scaleStride == 1 && hasBias && biasStride == 1 {
-                        for j in 0..<n { yr[j] = (xr[j] - mean) * inv * ps[j] + pb[j] }
+                        for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] + pb[j] }
                     } else if scaleStride == 1 && !hasBias {
-                        for j in 0..<n { yr[j] = (xr[j] - mean) * inv * ps[j] }
+                        for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] }
                     } else {
                         for j in 0..<n {
                             let b: Float = hasBias ? pb[j * biasStride] : 0
-                            yr[j] = (xr[j] - mean) * inv * ps[j * scaleStride] + b
+                            yr[j] = ((xr[j] - m0) - dm) * inv * ps[j * scaleStride] + b
                         }
                     }
                 }
@@ -102,20 +109,22 @@ package enum NormalizationKernels {
         }
     }
 
-    /// Σ (x - c)² over `n` floats, in eight lanes.
+    /// Σ (x - c) and Σ (x - c)² over `n` floats, in eight lanes.
     @inline(__always)
-    static func sumSquares(_ p: UnsafePointer<Float>, _ n: Int, around c: Float) -> Float {
+    static func deviations(_ p: UnsafePointer<Float>, _ n: Int, around c: Float) -> (sum: Float, squares: Float) {
         var acc = SIMD8<Float>(repeating: 0)
+        var acc2 = SIMD8<Float>(repeating: 0)
         let cv = SIMD8<Float>(repeating: c)
         let raw = UnsafeRawPointer(p)
         var j = 0
         while j + 8 <= n {
             let d = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - cv
-            acc += d * d
+            acc += d
+            acc2 += d * d
             j += 8
         }
-        var s = acc.sum()
-        while j < n { let d = p[j] - c; s += d * d; j += 1 }
-        return s
+        var s = acc.sum(), s2 = acc2.sum()
+        while j < n { let d = p[j] - c; s += d; s2 += d * d; j += 1 }
+        return (s, s2)
     }
 }
