@@ -299,3 +299,80 @@ struct IndexingKernelTests {
         #expect(throwsGraft(.invalidModel) { _ = try run("Pad", [x, ints([0, 0])]) })
     }
 }
+
+/// Runs a compiled kernel with outputs pre-filled with 0xFF bytes (NaN / -1), as the executor's
+/// reused buffers may be, and with `threads` threads; returns the outputs.
+fileprivate func runDirty(_ node: Node, _ inputs: [HostTensor?], opset: Int = 17, threads: Int) throws -> [HostTensor] {
+    let kernel = try KernelRegistry.compile(node, inputTypes: inputs.map { $0.map { TensorType($0.dtype, $0.shape) } },
+                                            constants: inputs, opset: opset, threads: threads)
+    if let folded = kernel.folded { return folded }
+    let outputs = kernel.outputTypes.map { t -> HostTensor in
+        let h = HostTensor(zeros: t.dtype, shape: t.shape)
+        h.raw.initializeMemory(as: UInt8.self, repeating: 0xFF, count: t.byteCount)
+        return h
+    }
+    let slots = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: inputs.count + outputs.count)
+    defer { slots.deallocate() }
+    var inSlots = [Int32](repeating: -1, count: inputs.count)
+    for (i, t) in inputs.enumerated() {
+        slots[i] = t?.raw ?? UnsafeMutableRawPointer(bitPattern: 64)!
+        if t != nil { inSlots[i] = Int32(i) }
+    }
+    for (j, t) in outputs.enumerated() { slots[inputs.count + j] = t.raw }
+    let outSlots = (0..<outputs.count).map { Int32(inputs.count + $0) }
+    try inSlots.withUnsafeBufferPointer { ins in
+        try outSlots.withUnsafeBufferPointer { outs in
+            try withExtendedLifetime(inputs) {
+                try kernel.run(KernelIO(slots: slots, inputSlots: ins.baseAddress!, outputSlots: outs.baseAddress!))
+            }
+        }
+    }
+    return outputs
+}
+
+@Suite("Kernels write every output element")
+struct DirtyOutputTests {
+    // Exact byte comparison (tolerance 0) against `evaluate`, which hands kernels zeroed outputs.
+    static let cases: [(String, [HostTensor?], [String: Attribute], Int)] = [
+        ("Reshape", [iota([2, 3, 4]), ints([4, -1])], [:], 1),
+        ("Expand", [iota([3, 1]), ints([2, 3, 5])], [:], 1),
+        ("ConstantOfShape", [ints([3, 2])], [:], 1),
+        ("Gather", [iota([5, 3]), ints([4, 0, 2])], [:], 1),
+        ("GatherElements", [iota([3, 3]), ints([1, 2, 0, 2, 0, 0], [2, 3])], [:], 1),
+        ("GatherND", [ints(Array(0..<8), [2, 2, 2]), ints([1, 0], [2, 1])], ["batch_dims": .int(1)], 1),
+        ("Slice", [iota([4, 5]), ints([3, 0]), ints([0, 5]), ints([0, 1]), ints([-1, 2])], [:], 1),
+        ("Concat", [iota([2, 1]), iota([2, 3])], ["axis": .int(1)], 1),
+        ("Split", [iota([2, 5])], ["axis": .int(1), "num_outputs": .int(2)], 2),
+        ("Transpose", [iota([64, 64, 32])], ["perm": .ints([0, 2, 1])], 1), // 512 KB: parallel path
+        ("Transpose", [iota([16, 32, 8, 16])], ["perm": .ints([0, 2, 1, 3])], 1),
+        ("Expand", [iota([1, 256]), ints([512, 256])], [:], 1),             // 512 KB broadcast
+        ("Trilu", [iota([3, 4])], ["upper": .int(0)], 1),
+        ("Tile", [iota([2, 3]), ints([2, 2])], [:], 1),
+        ("Pad", [iota([2, 3]), ints([1, 1, 1, 1])], [:], 1),
+        ("Pad", [iota([2, 3]), ints([0, 2, 0, 2])], ["mode": .string("reflect")], 1),
+        ("MatMul", [iota([1, 5]), iota([5, 3])], [:], 1),                   // gemv, M == 1
+        ("MatMul", [iota([4, 5]), iota([5])], [:], 1),                      // gemv, N == 1
+        ("MatMul", [iota([3, 1, 5]), iota([3, 5, 2])], [:], 1),
+        ("MatMul", [iota([3, 0]), iota([0, 2])], [:], 1),                   // K == 0
+        ("Gemm", [iota([2, 3]), iota([3, 4]), iota([4])], ["beta": .float(0.5)], 1),
+        ("Gemm", [iota([2, 0]), iota([0, 4])], [:], 1),
+        ("Conv", [iota([1, 2, 5, 5]), iota([3, 2, 3, 3]), iota([3])], ["pads": .ints([1, 0, 2, 1]), "strides": .ints([2, 1])], 1),
+    ]
+
+    @Test func outputsAreFullyWritten() throws {
+        for (op, inputs, attrs, outs) in Self.cases {
+            let node = Node(name: "t", opType: op, inputs: inputs.indices.map { "in\($0)" },
+                            outputs: (0..<outs).map { "out\($0)" }, attributes: attrs)
+            let want = try KernelRegistry.evaluate(node, inputs: inputs, opset: 18)
+            for threads in [1, 2] {
+                let got = try runDirty(node, inputs, opset: 18, threads: threads)
+                #expect(got.count == want.count)
+                for (g, w) in zip(got, want) {
+                    let same = g.shape == w.shape && g.dtype == w.dtype
+                        && Array(UnsafeRawBufferPointer(start: g.raw, count: g.byteCount)) == Array(UnsafeRawBufferPointer(start: w.raw, count: w.byteCount))
+                    #expect(same, "\(op) \(inputs.map { $0?.shape ?? [] }) threads \(threads)")
+                }
+            }
+        }
+    }
+}

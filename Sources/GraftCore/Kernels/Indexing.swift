@@ -243,8 +243,9 @@ package enum IndexingKernels {
         let offset = zip(first, xs).reduce(0) { $0 + $1.0 * $1.1 }
         let plan = StridedCopy(outShape: outShape, srcStrides: (0..<r).map { xs[$0] * step[$0] }, srcOffset: offset,
                                elementSize: x.dtype.byteSize)
+        let threads = ctx.threads
         return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { io in
-            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0))
+            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0), threads: threads)
         }
     }
 
@@ -356,8 +357,9 @@ package enum IndexingKernels {
         let xs = Shape.strides(x.shape)
         let outShape = perm.map { x.shape[$0] }
         let plan = StridedCopy(outShape: outShape, srcStrides: perm.map { xs[$0] }, srcOffset: 0, elementSize: x.dtype.byteSize)
+        let threads = ctx.threads
         return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { io in
-            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0))
+            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0), threads: threads)
         }
     }
 
@@ -383,8 +385,9 @@ package enum IndexingKernels {
             strides += [0, xs[i]]
         }
         let plan = StridedCopy(outShape: dims, srcStrides: strides, srcOffset: 0, elementSize: x.dtype.byteSize)
+        let threads = ctx.threads
         return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { io in
-            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0))
+            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0), threads: threads)
         }
     }
 

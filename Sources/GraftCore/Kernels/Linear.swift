@@ -28,10 +28,13 @@ package enum LinearKernels {
     static func product(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
                         m: Int32, n: Int32, k: Int32) {
         if m == 1 {
-            // c[n] = B^T a
+            // c[n] = B^T a. GEMV's beta = 0 path scales y by 0 (y may hold NaN garbage from an
+            // earlier use of the buffer; some OpenBLAS versions propagate it), so clear y first.
+            c.update(repeating: 0, count: Int(n))
             cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1, b, n, a, 1, 0, c, 1)
         } else if n == 1 {
             // c[m] = A b
+            c.update(repeating: 0, count: Int(m))
             cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1, a, k, b, 1, 0, c, 1)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, a, k, b, n, 0, c, n)

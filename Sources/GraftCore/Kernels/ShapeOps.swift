@@ -206,8 +206,9 @@ package enum ShapeKernels {
         try checked(out, ctx)
         let plan = StridedCopy(outShape: out, srcStrides: Shape.broadcastStrides(x.shape, to: out), srcOffset: 0,
                                elementSize: x.dtype.byteSize)
+        let threads = ctx.threads
         return CompiledKernel(outputs: [TensorType(x.dtype, out)]) { io in
-            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0))
+            plan.run(src: io.raw(input: 0), dst: io.raw(output: 0), threads: threads)
         }
     }
 
@@ -373,12 +374,27 @@ package struct StridedCopy: Sendable {
         }
     }
 
-    /// Copies the view of `src` into `dst` (which receives `total` elements).
-    package func run(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer) {
+    /// Bytes below which a copy stays on one thread (dispatch costs more than it saves).
+    static let parallelBytes = 256 * 1024
+
+    /// Copies the view of `src` into `dst` (which receives `total` elements). With
+    /// `threads > 1`, large copies split the outermost level across threads.
+    package func run(src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, threads: Int = 1) {
         guard total > 0 else { return }
         dims.withUnsafeBufferPointer { d in
             strides.withUnsafeBufferPointer { s in
-                _ = walk(level: 0, src: src + offset, dst: dst, d: d.baseAddress!, s: s.baseAddress!)
+                let d = d.baseAddress!, s = s.baseAddress!
+                let base = src + offset
+                if threads > 1, outerLevels >= 1, total * elem >= Self.parallelBytes, d[0] >= 2 {
+                    let block = total / d[0] * elem
+                    parallelFor(d[0], threads: threads) { range in
+                        for i in range {
+                            _ = walk(level: 1, src: base + i * s[0], dst: dst + i * block, d: d, s: s)
+                        }
+                    }
+                } else {
+                    _ = walk(level: 0, src: base, dst: dst, d: d, s: s)
+                }
             }
         }
     }
