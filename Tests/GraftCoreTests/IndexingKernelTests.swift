@@ -146,6 +146,9 @@ struct IndexingKernelTests {
         #expect(try s1(12, 20, 1) == [])
         #expect(try s1(5, 5, 1) == [])
         #expect(try s1(3, 7, -1) == [])
+        // extreme steps must not overflow
+        #expect(try s1(1, 10, Int(Int64.max)) == [1])
+        #expect(try s1(-1, Int(Int64.min), Int(Int64.min)) == [9])
         // negative axis, 3-D, against a loop reference: x[:, 3:0:-2, 1:]
         let y = iota([2, 5, 3])
         let r = try run("Slice", [y, ints([3, 1]), ints([0, 100]), ints([-2, -1]), ints([-2, 1])])[0]
@@ -200,6 +203,7 @@ struct IndexingKernelTests {
         let f = try run("Split", [x, ints([0, 6])], ["axis": .int(1)], outputs: 2)
         #expect(f[0].shape == [2, 0] && f[1].floats() == x.floats())
         #expect(throwsGraft(.shapeMismatch) { _ = try run("Split", [iota([7])], [:], outputs: 3) })
+        #expect(throwsGraft(.invalidModel) { _ = try run("Split", [iota([6])], ["num_outputs": .int(3)], outputs: 2, opset: 18) })
         #expect(throwsGraft(.shapeMismatch) { _ = try run("Split", [x, ints([1, 2])], ["axis": .int(1)], outputs: 2) })
     }
 
@@ -297,6 +301,9 @@ struct IndexingKernelTests {
         #expect(f.shape == [2, 4] && f.floats() == [0, 1, 2, 0, 0, 3, 4, 0])
         #expect(throwsGraft(.unsupported) { _ = try run("Pad", [x, ints([0, 0, 0, 0])], ["mode": .string("wrap")]) })
         #expect(throwsGraft(.invalidModel) { _ = try run("Pad", [x, ints([0, 0])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try run("Pad", [x, ints([0, -3, 0, 0])]) })
+        #expect(throwsGraft(.limitExceeded) { _ = try run("Pad", [x, ints([0, Int(Int64.max), 0, 1])]) })
+        #expect(try run("Pad", [x, ints([0, 0, -2, 5])])[0].shape == [0, 7])
     }
 }
 

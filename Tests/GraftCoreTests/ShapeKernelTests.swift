@@ -187,6 +187,9 @@ struct ShapeKernelTests {
                             [i(0), i(3), i(1)]).folded != nil)
         #expect(throwsGraft(.invalidModel) { _ = try run("Range", [i(0), i(3), i(0)]) })
         #expect(throwsGraft(.limitExceeded) { _ = try run("Range", [i(0), i(Int64.max), i(1)]) })
+        #expect(throwsGraft(.limitExceeded) { _ = try run("Range", [i(0), i(Int64.min), i(-1)]) })
+        #expect(throwsGraft(.limitExceeded) { _ = try run("Range", [i(-5), i(Int64.max), i(1)]) })
+        #expect(throwsGraft(.limitExceeded) { _ = try run("Range", [f(0), f(1e20), f(1)]) })
         #expect(throwsGraft(.unsupported) {
             _ = try compile("Range", [TensorType(.int64, []), TensorType(.int64, []), TensorType(.int64, [])], [i(0), nil, i(1)])
         })

@@ -226,14 +226,15 @@ package enum IndexingKernels {
             if b < 0 { b += d }
             if e < 0 { e += d }
             let n: Int
+            // Counts written so that huge steps (INT64_MAX, INT64_MIN) cannot overflow.
             if s > 0 {
                 b = min(max(b, 0), d)
                 e = min(max(e, 0), d)
-                n = e > b ? (e - b + s - 1) / s : 0
+                n = e > b ? (e - b - 1) / s + 1 : 0
             } else {
                 b = min(max(b, 0), d - 1)
                 e = min(max(e, -1), d - 1)
-                n = b > e ? (b - e + (-s) - 1) / (-s) : 0
+                n = b > e ? (s == Int.min ? 1 : (b - e - 1) / (-s) + 1) : 0
             }
             outShape[a] = n
             first[a] = n > 0 ? b : 0
@@ -298,6 +299,9 @@ package enum IndexingKernels {
         let d = x.shape[axis]
         let given: [Int]? = ctx.opset >= 13 ? try ctx.constantInts(1, "split") : ctx.node.ints("split")
         let numOutputs = ctx.opset >= 18 ? ctx.node.int("num_outputs") : nil
+        if let numOutputs, numOutputs != ctx.node.outputs.count {
+            throw ctx.fail(.invalidModel, "num_outputs is \(numOutputs) but the node has \(ctx.node.outputs.count) outputs")
+        }
         let outputs = numOutputs ?? ctx.node.outputs.count
         guard outputs >= 1 else { throw ctx.fail(.invalidModel, "Split needs at least one output") }
         var sizes: [Int]
@@ -473,12 +477,17 @@ package enum IndexingKernels {
         }
         guard pads.count == 2 * r else { throw ctx.fail(.invalidModel, "pads has \(pads.count) values for rank \(r)") }
         var outShape = x.shape
-        for i in 0..<r { outShape[i] = x.shape[i] + pads[i] + pads[r + i] }
+        for i in 0..<r {
+            let (a, o1) = x.shape[i].addingReportingOverflow(pads[i])
+            let (b, o2) = a.addingReportingOverflow(pads[r + i])
+            guard !o1, !o2 else { throw ctx.fail(.limitExceeded, "pads \(pads) overflow") }
+            outShape[i] = b
+        }
         guard outShape.allSatisfy({ $0 >= 0 }) else {
             throw ctx.fail(.invalidModel, "pads \(pads) remove more than input \(x.shape) holds")
         }
-        try ShapeKernels.checked(outShape, ctx)
-        let total = Shape.product(outShape)
+        let total = try ShapeKernels.checked(outShape, ctx)
+        if total == 0 { return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { _ in } }
         // Source index per output index, per level (-1: padding, constant mode only).
         var maps: [Int] = []
         var mapStart: [Int] = []

@@ -260,7 +260,10 @@ package enum LinearKernels {
         let out = TensorType(.float32, outShape)
         if total == 0 { return CompiledKernel(outputs: [out]) { _ in } }
 
-        let kg = cg * kh * kw, mg = mOut / group, ohw = oh * ow
+        let kg = try ShapeKernels.checked([cg, kh, kw], ctx, "patch"), mg = mOut / group, ohw = oh * ow
+        if !(kh == 1 && kw == 1) || strides != [1, 1] {
+            try ShapeKernels.checked([kg, ohw], ctx, "im2col buffer")
+        }
         let mg32 = try blasInt(mg, "output channels per group", ctx)
         let ohw32 = try blasInt(ohw, "output positions", ctx)
         let kg32 = try blasInt(kg, "patch size", ctx)

@@ -299,7 +299,9 @@ package enum ShapeKernels {
         let (span, o) = l.subtractingReportingOverflow(s)
         guard !o else { throw ctx.fail(.limitExceeded, "Range(\(s), \(l), \(d)) is too long") }
         // ceil(span / d) for any signs.
-        var q = span / d
+        let (q0, o2) = span.dividedReportingOverflow(by: d)
+        guard !o2 else { throw ctx.fail(.limitExceeded, "Range(\(s), \(l), \(d)) is too long") }
+        var q = q0
         if span % d != 0, (span > 0) == (d > 0) { q += 1 }
         let n = max(q, 0)
         guard n <= Shape.maxElements else { throw ctx.fail(.limitExceeded, "Range(\(s), \(l), \(d)) has more than 2^40 elements") }
