@@ -108,6 +108,18 @@ private func ewCode(_ body: () throws -> Void) -> GraftError.Code? {
         #expect(r.floats() == want) // exact: same IEEE operation
     }
 
+    @Test func oneLongRowSplitAcrossThreads() throws {
+        let n = 100_000
+        let a = (0..<n).map { Float($0 % 101) }
+        let b = (0..<n).map { Float($0 % 7) - 3 }
+        let same = try ewRun("Mul", [ewF(a, [n]), ewF(b, [n])], threads: 2)[0]
+        #expect(same.floats() == (0..<n).map { a[$0] * b[$0] }) // exact
+        let scalarRight = try ewRun("Sub", [ewF(a, [n]), ewF([0.5], [])], threads: 2)[0]
+        #expect(scalarRight.floats() == a.map { $0 - 0.5 })
+        let scalarLeft = try ewRun("Sub", [ewF([0.5], [1]), ewF(a, [n])], threads: 2)[0]
+        #expect(scalarLeft.floats() == a.map { 0.5 - $0 })
+    }
+
     @Test func integerDivTruncatesTowardZero() throws {
         let r = try ewRun("Div", [ewI([7, -7, 7, -7, 0, Int64.min], [6]), ewI([2, 2, -2, -2, 5, -1], [6])])[0]
         #expect(r.ewInt64s == [3, -3, -3, 3, 0, Int64.min]) // Int64.min / -1 wraps, no trap

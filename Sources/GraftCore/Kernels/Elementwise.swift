@@ -161,6 +161,25 @@ package enum ElementwiseKernels {
                                    _ o: UnsafeMutablePointer<O>, threads: Int, _ f: (A, B) -> O) {
         let n = p.inner
         let ia = p.innerStride0, ib = p.innerStride1
+        if p.rows == 1 {
+            // One long row (same shapes, scalar operand): split the row itself.
+            parallelFor(n, threads: threads, minPerThread: grain) { range in
+                let lo = range.lowerBound, m = range.count
+                let out = o + lo, pa = a + lo * ia, pb = b + lo * ib
+                if ia == 1 && ib == 1 {
+                    for j in 0..<m { out[j] = f(pa[j], pb[j]) }
+                } else if ia == 1 {
+                    let y = pb[0]
+                    for j in 0..<m { out[j] = f(pa[j], y) }
+                } else if ib == 1 {
+                    let x = pa[0]
+                    for j in 0..<m { out[j] = f(x, pb[j]) }
+                } else {
+                    out.update(repeating: f(pa[0], pb[0]), count: m)
+                }
+            }
+            return
+        }
         parallelFor(p.rows, threads: threads, minPerThread: max(1, grain / max(n, 1))) { range in
             p.forRows(range) { r, oa, ob, _ in
                 let out = o + r * n
