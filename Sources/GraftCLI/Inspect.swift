@@ -19,7 +19,10 @@ struct Inspect: ParsableCommand {
             print("inputs:")
             for v in imported.inputs { print("  \(describe(v))") }
             print("outputs:")
-            for v in imported.outputs { print("  \(describe(v))") }
+            for v in imported.outputs {
+                let inferred = core.symbolicShapes?[v.name].map { "  (inferred: [" + $0.map(\.description).joined(separator: ", ") + "])" } ?? ""
+                print("  \(describe(v))\(inferred)")
+            }
             let bytes = imported.initializers.values.reduce(0) { $0 + $1.byteCount }
             print("weights:   \(imported.initializers.count) initializers, \(formatBytes(bytes))")
             print("nodes:     \(imported.nodes.count) in the file, \(core.graph.nodes.count) after folding and dead-node removal")

@@ -178,4 +178,37 @@ import Testing
         }
         #expect(refused > bytes.count / 2)
     }
+
+    @Test func symbolicShapesAreInferred() throws {
+        var model = Self.tinyModel()
+        // y2 = Concat(y, y, axis 0): [2*batch, 3]; z = Unsqueeze(y, 0) with sequence dim from a second input.
+        model.inputs.append(OnnxValue(name: "t", dims: ["batch", "seq"]))
+        model.nodes += [
+            OnnxNode(op: "Concat", inputs: ["y", "y"], outputs: ["y2"], name: "cat", attrs: [.int("axis", 0)]),
+            OnnxNode(op: "MatMul", inputs: ["y", "w"], outputs: ["z"], name: "mm"),
+            OnnxNode(op: "Concat", inputs: ["t", "t"], outputs: ["t2"], name: "cat2", attrs: [.int("axis", 1)]),
+        ]
+        model.initializers.append(.floats("w", [1, 0, 0, 1, 0, 0], [3, 2]))
+        model.outputs += [OnnxValue(name: "y2"), OnnxValue(name: "z"), OnnxValue(name: "t2")]
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let m = try loadModel(model.encode(), in: dir)
+        let shapes = try #require(m.symbolicShapes)
+        #expect(shapes["y"] == [.symbol("batch"), .fixed(3)])
+        #expect(shapes["y2"] == [.symbol("2*batch"), .fixed(3)])
+        #expect(shapes["z"] == [.symbol("batch"), .fixed(2)])
+        #expect(shapes["t2"] == [.symbol("batch"), .symbol("2*seq")])
+    }
+
+    @Test func declaredRankThatDisagreesIsRefused() {
+        var model = Self.tinyModel()
+        model.outputs = [OnnxValue(name: "y", dims: ["batch", 3, 1])]
+        check(model, .invalidModel, ["'y'", "rank 3", "rank 2", "mul0"])
+    }
+
+    @Test func declaredFixedDimThatDisagreesIsRefused() {
+        var model = Self.tinyModel()
+        model.outputs = [OnnxValue(name: "y", dims: ["batch", 4])]
+        check(model, .invalidModel, ["'y'", "declared with shape"])
+    }
 }

@@ -5,6 +5,9 @@ import COpenBLAS
 package final class CoreModel: Sendable {
     package let graph: Graph
     package let source: String
+    /// Symbolic dims of every value, from `SymbolicShapes` (nil when the probes could not plan
+    /// the graph; runs still plan concretely).
+    package let symbolicShapes: [String: [Dim]]?
 
     /// Loads an ONNX file; external data is resolved inside the file's folder.
     package convenience init(path: String) throws {
@@ -22,8 +25,31 @@ package final class CoreModel: Sendable {
         g = DeadNodeElimination.run(g)
         g = try ConstantFolding.run(g)
         g = DeadNodeElimination.run(g)
+        let shapes = SymbolicShapes.infer(g)
+        if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
         graph = g
+        symbolicShapes = shapes
         self.source = source
+    }
+
+    /// Declared shapes (graph outputs, value_info) must agree with what the graph computes:
+    /// same rank, and the same size where both are fixed.
+    private static func checkDeclaredShapes(_ g: Graph, _ shapes: [String: [Dim]]) throws {
+        var producer: [String: Node] = [:]
+        for n in g.nodes { for o in n.outputs { producer[o] = n } }
+        let declared = g.outputs.map { ($0, "graph output") } + g.valueInfo.values.map { ($0, "value_info") }
+        for (decl, role) in declared {
+            guard let want = decl.dims, let got = shapes[decl.name] else { continue }
+            let by = producer[decl.name].map { " (computed by \($0.label))" } ?? ""
+            guard want.count == got.count else {
+                throw GraftError(.invalidModel, "\(role) '\(decl.name)' is declared with rank \(want.count) \(want) but the graph computes rank \(got.count) \(got)\(by)")
+            }
+            for (w, h) in zip(want, got) {
+                if case .fixed(let x) = w, case .fixed(let y) = h, x != y {
+                    throw GraftError(.invalidModel, "\(role) '\(decl.name)' is declared with shape \(want) but the graph computes \(got)\(by)")
+                }
+            }
+        }
     }
 
     /// OpenBLAS keeps one process-wide thread pool. Graft pins it to one thread and

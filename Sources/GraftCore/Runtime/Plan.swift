@@ -40,38 +40,53 @@ package final class Plan: @unchecked Sendable {
         }
     }
 
-    /// Plans `graph` for the given concrete input types (in the order of `graph.inputs`).
-    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int) throws -> Plan {
+    /// The graph compiled for concrete input types: every value's type, the values known at
+    /// plan time (initializers and folded nodes), and the nodes left to run, in order.
+    struct CompiledGraph {
         var types: [String: TensorType] = [:]
-        var constants = graph.initializers
-        for (decl, t) in zip(graph.inputs, inputTypes) { types[decl.name] = t }
-        for (name, c) in constants { types[name] = TensorType(c.dtype, c.shape) }
+        var constants: [String: HostTensor] = [:]
+        var pending: [(node: Node, kernel: CompiledKernel)] = []
+    }
 
-        // 1. Compile every node; fold those whose inputs are all known now.
-        struct Pending { let kernel: CompiledKernel; let node: Node }
-        var pending: [Pending] = []
+    /// Compiles every node for the given input types (in the order of `graph.inputs`) and
+    /// folds those whose inputs are all known now: the exporters' shape subgraphs
+    /// (`Shape → Gather → Concat → Reshape`) end here, so no shape arithmetic runs per request.
+    static func compile(graph: Graph, inputTypes: [TensorType], threads: Int) throws -> CompiledGraph {
+        var c = CompiledGraph()
+        c.constants = graph.initializers
+        for (decl, t) in zip(graph.inputs, inputTypes) { c.types[decl.name] = t }
+        for (name, t) in c.constants { c.types[name] = TensorType(t.dtype, t.shape) }
         for node in graph.nodes {
             let inTypes = try node.inputs.map { name -> TensorType? in
                 if name.isEmpty { return nil }
-                guard let t = types[name] else { throw GraftError(.internalError, "\(node.label): input '\(name)' has no type when planning") }
+                guard let t = c.types[name] else { throw GraftError(.internalError, "\(node.label): input '\(name)' has no type when planning") }
                 return t
             }
-            let consts = node.inputs.map { $0.isEmpty ? nil : constants[$0] }
+            let consts = node.inputs.map { $0.isEmpty ? nil : c.constants[$0] }
             let kernel = try KernelRegistry.compile(node, inputTypes: inTypes, constants: consts, opset: graph.opset, threads: threads)
             for (i, name) in node.outputs.enumerated() where !name.isEmpty {
                 guard i < kernel.outputTypes.count else {
                     throw GraftError(.unsupported, "\(node.label): output \(i) ('\(name)') is not produced by Graft's kernel")
                 }
-                types[name] = kernel.outputTypes[i]
+                c.types[name] = kernel.outputTypes[i]
             }
-            let allConstant = node.inputs.allSatisfy { $0.isEmpty || constants[$0] != nil }
+            let allConstant = node.inputs.allSatisfy { $0.isEmpty || c.constants[$0] != nil }
             if kernel.folded != nil || allConstant {
                 let outs = try KernelRegistry.execute(kernel, inputs: consts)
-                for (name, t) in zip(node.outputs, outs) where !name.isEmpty { constants[name] = t }
+                for (name, t) in zip(node.outputs, outs) where !name.isEmpty { c.constants[name] = t }
             } else {
-                pending.append(Pending(kernel: kernel, node: node))
+                c.pending.append((node, kernel))
             }
         }
+        return c
+    }
+
+    /// Plans `graph` for the given concrete input types (in the order of `graph.inputs`).
+    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int) throws -> Plan {
+        let compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
+        let types = compiled.types
+        let constants = compiled.constants
+        let pending = compiled.pending
 
         // 2. Slots: one per value a step touches or an output needs.
         var slotOf: [String: Int] = [:]
