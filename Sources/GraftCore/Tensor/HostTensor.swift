@@ -57,22 +57,15 @@ package struct HostTensor: @unchecked Sendable {
         self.init(dtype: dtype, shape: shape, storage: TensorStorage(byteCount: Shape.product(shape) * dtype.byteSize))
     }
 
-    package init(_ values: [Float], shape: [Int]) {
-        precondition(values.count == Shape.product(shape), "value count does not match shape")
-        self.init(zeros: .float32, shape: shape)
-        values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-    }
+    package init(_ values: [Float], shape: [Int]) { self.init(copying: values, dtype: .float32, shape: shape) }
+    package init(_ values: [Int64], shape: [Int]) { self.init(copying: values, dtype: .int64, shape: shape) }
+    package init(_ values: [Int32], shape: [Int]) { self.init(copying: values, dtype: .int32, shape: shape) }
 
-    package init(_ values: [Int64], shape: [Int]) {
+    /// A tensor holding a copy of `values`, whose element layout must be `dtype`'s.
+    private init<T>(copying values: [T], dtype: DType, shape: [Int]) {
         precondition(values.count == Shape.product(shape), "value count does not match shape")
-        self.init(zeros: .int64, shape: shape)
-        values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-    }
-
-    package init(_ values: [Int32], shape: [Int]) {
-        precondition(values.count == Shape.product(shape), "value count does not match shape")
-        self.init(zeros: .int32, shape: shape)
-        values.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        self.init(zeros: dtype, shape: shape)
+        values.withUnsafeBytes { if let base = $0.baseAddress { raw.copyMemory(from: base, byteCount: $0.count) } }
     }
 
     package init(_ values: [Bool], shape: [Int]) {
