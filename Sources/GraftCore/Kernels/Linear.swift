@@ -1,3 +1,337 @@
+import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Matrix products on OpenBLAS: MatMul, Gemm, Conv (2-D, im2col + sgemm). float32 only.
 package enum LinearKernels {
-    package static let entries: [(String, KernelFactory)] = []
+    package static let entries: [(String, KernelFactory)] = [
+        ("MatMul", matmul),
+        ("Gemm", gemm),
+        ("Conv", conv),
+    ]
+
+    /// Per-product work (M*N*K) below which OpenBLAS runs a GEMM on one thread anyway, so that
+    /// running several of them side by side on our own threads cannot oversubscribe cores.
+    static let smallGemmWork = 65_536
+
+    /// BLAS dimensions are 32-bit (`blasint` is `int` in this OpenBLAS build).
+    static func blasInt(_ v: Int, _ what: String, _ ctx: KernelContext) throws -> Int32 {
+        guard v <= Int(Int32.max) else { throw ctx.fail(.limitExceeded, "\(what) (\(v)) exceeds the BLAS 32-bit limit") }
+        return Int32(v)
+    }
+
+    // MARK: - MatMul
+
+    /// One product C[m,n] = A[m,k] · B[k,n] (row-major, contiguous), choosing GEMV when a side is 1.
+    @inline(__always)
+    static func product(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                        m: Int32, n: Int32, k: Int32) {
+        if m == 1 {
+            // c[n] = B^T a. GEMV's beta = 0 path scales y by 0 (y may hold NaN garbage from an
+            // earlier use of the buffer; some OpenBLAS versions propagate it), so clear y first.
+            c.update(repeating: 0, count: Int(n))
+            cblas_sgemv(CblasRowMajor, CblasTrans, k, n, 1, b, n, a, 1, 0, c, 1)
+        } else if n == 1 {
+            // c[m] = A b
+            c.update(repeating: 0, count: Int(m))
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, m, k, 1, a, k, b, 1, 0, c, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, k, 1, a, k, b, n, 0, c, n)
+        }
+    }
+
+    static func matmul(_ ctx: KernelContext) throws -> CompiledKernel {
+        let a = try ctx.input(0), b = try ctx.input(1)
+        guard a.dtype == .float32, b.dtype == .float32 else {
+            throw ctx.fail(.unsupported, "MatMul supports float32 only; inputs are \(a.dtype) and \(b.dtype)")
+        }
+        guard a.shape.count >= 1, b.shape.count >= 1 else {
+            throw ctx.fail(.invalidModel, "MatMul inputs must have rank >= 1; shapes are \(a.shape) and \(b.shape)")
+        }
+        // numpy promotion of 1-D operands.
+        let aShape = a.shape.count == 1 ? [1] + a.shape : a.shape
+        let bShape = b.shape.count == 1 ? b.shape + [1] : b.shape
+        let m = aShape[aShape.count - 2], k = aShape[aShape.count - 1]
+        let kb = bShape[bShape.count - 2], n = bShape[bShape.count - 1]
+        guard k == kb else {
+            throw ctx.fail(.shapeMismatch, "inner dimensions differ: \(a.shape) x \(b.shape)")
+        }
+        let batchA = Array(aShape.dropLast(2)), batchB = Array(bShape.dropLast(2))
+        let batch: [Int]
+        do { batch = try Shape.broadcast(batchA, batchB) } catch {
+            throw ctx.fail(.shapeMismatch, "batch dimensions of \(a.shape) and \(b.shape) cannot be broadcast")
+        }
+        var outShape = batch
+        if a.shape.count > 1 { outShape.append(m) }
+        if b.shape.count > 1 { outShape.append(n) }
+        let total = try ShapeKernels.checked(outShape, ctx)
+        let outType = TensorType(.float32, outShape)
+        if total == 0 { return CompiledKernel(outputs: [outType]) { _ in } }
+        if k == 0 {
+            return CompiledKernel(outputs: [outType]) { io in
+                io.output(0, Float.self).update(repeating: 0, count: total)
+            }
+        }
+        let n32 = try blasInt(n, "N", ctx), k32 = try blasInt(k, "K", ctx)
+
+        if batchB.isEmpty {
+            // B is a 2-D weight: fold every batch dim of A into M, one BLAS call.
+            let rows = try blasInt(Shape.product(batchA) * m, "rows of A", ctx)
+            return CompiledKernel(outputs: [outType]) { io in
+                product(io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self), m: rows, n: n32, k: k32)
+            }
+        }
+
+        // Batched: one product per output batch index, operands located by broadcast strides.
+        let m32 = try blasInt(m, "M", ctx)
+        let count = Shape.product(batch)
+        let aStrides = Shape.broadcastStrides(batchA, to: batch)
+        let bStrides = Shape.broadcastStrides(batchB, to: batch)
+        let outStrides = Shape.strides(batch)
+        var aOff = [Int](repeating: 0, count: count), bOff = [Int](repeating: 0, count: count)
+        for i in 0..<count {
+            var rem = i, ao = 0, bo = 0
+            for d in 0..<batch.count {
+                let c = rem / outStrides[d]
+                rem -= c * outStrides[d]
+                ao += c * aStrides[d]
+                bo += c * bStrides[d]
+            }
+            aOff[i] = ao * m * k
+            bOff[i] = bo * k * n
+        }
+        let cStride = m * n
+        let threads = ctx.threads
+        let small = m * n * k < smallGemmWork
+        return CompiledKernel(outputs: [outType]) { [aOff, bOff] io in
+            let pa = io.input(0, Float.self), pb = io.input(1, Float.self), pc = io.output(0, Float.self)
+            // Run products side by side only when OpenBLAS will not thread them itself (it is
+            // single-threaded, or the products are below its threading cutoff); otherwise let
+            // each GEMM use OpenBLAS's threads. The process-wide OpenBLAS thread count is the
+            // session's policy, only read here.
+            let outer = threads > 1 && (small || openblas_get_num_threads() == 1)
+            parallelFor(count, threads: outer ? threads : 1) { range in
+                for i in range {
+                    product(pa + aOff[i], pb + bOff[i], pc + i * cStride, m: m32, n: n32, k: k32)
+                }
+            }
+        }
+    }
+
+    // MARK: - Gemm
+
+    static func gemm(_ ctx: KernelContext) throws -> CompiledKernel {
+        let a = try ctx.input(0), b = try ctx.input(1)
+        guard a.dtype == .float32, b.dtype == .float32 else {
+            throw ctx.fail(.unsupported, "Gemm supports float32 only; inputs are \(a.dtype) and \(b.dtype)")
+        }
+        guard a.shape.count == 2, b.shape.count == 2 else {
+            throw ctx.fail(.invalidModel, "Gemm inputs A and B must be 2-D; shapes are \(a.shape) and \(b.shape)")
+        }
+        let transA = ctx.node.int("transA", default: 0) != 0
+        let transB = ctx.node.int("transB", default: 0) != 0
+        let alpha = ctx.node.float("alpha", default: 1)
+        let beta = ctx.node.float("beta", default: 1)
+        let m = transA ? a.shape[1] : a.shape[0], k = transA ? a.shape[0] : a.shape[1]
+        let kb = transB ? b.shape[1] : b.shape[0], n = transB ? b.shape[0] : b.shape[1]
+        guard k == kb else {
+            throw ctx.fail(.shapeMismatch, "inner dimensions differ: A \(a.shape) (transA=\(transA)) x B \(b.shape) (transB=\(transB))")
+        }
+        // C: unidirectional broadcast to [M, N].
+        var cRowStride = 0, cColStride = 0
+        let hasC = ctx.has(2)
+        if hasC {
+            let c = try ctx.input(2)
+            guard c.dtype == .float32 else { throw ctx.fail(.unsupported, "C has type \(c.dtype); Gemm supports float32 only") }
+            guard c.shape.count <= 2, (try? Shape.broadcast(c.shape, [m, n])) == [m, n] else {
+                throw ctx.fail(.shapeMismatch, "C \(c.shape) cannot be broadcast to [\(m), \(n)]")
+            }
+            let s = Shape.broadcastStrides(c.shape, to: [m, n])
+            cRowStride = s[0]
+            cColStride = s[1]
+        }
+        let out = TensorType(.float32, [m, n])
+        let total = try ShapeKernels.checked(out.shape, ctx)
+        let m32 = try blasInt(m, "M", ctx), n32 = try blasInt(n, "N", ctx), k32 = try blasInt(k, "K", ctx)
+        let lda = Int32(max(transA ? m : k, 1)), ldb = Int32(max(transB ? k : n, 1))
+        let useC = hasC && beta != 0
+        return CompiledKernel(outputs: [out]) { [cRowStride, cColStride] io in
+            guard total > 0 else { return }
+            let y = io.output(0, Float.self)
+            if useC {
+                let c = io.input(2, Float.self)
+                for i in 0..<m {
+                    let row = y + i * n, cr = c + i * cRowStride
+                    if cColStride == 1 {
+                        for j in 0..<n { row[j] = beta * cr[j] }
+                    } else {
+                        row.update(repeating: beta * cr[0], count: n)
+                    }
+                }
+            } else if k == 0 {
+                y.update(repeating: 0, count: total)
+            }
+            guard k > 0 else { return }
+            cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                        m32, n32, k32, alpha, io.input(0, Float.self), lda, io.input(1, Float.self), ldb,
+                        useC ? 1 : 0, y, n32)
+        }
+    }
+
+    // MARK: - Conv
+
+    /// A float buffer owned by one compiled kernel (allocated once at plan time).
+    final class Scratch: @unchecked Sendable {
+        let p: UnsafeMutablePointer<Float>
+        init(count: Int) { p = .allocate(capacity: max(count, 1)) }
+        deinit { p.deallocate() }
+    }
+
+    @inline(__always)
+    static func ceilDiv(_ a: Int, _ b: Int) -> Int { a >= 0 ? (a + b - 1) / b : -((-a) / b) }
+
+    static func conv(_ ctx: KernelContext) throws -> CompiledKernel {
+        let x = try ctx.input(0), w = try ctx.input(1)
+        guard x.dtype == .float32, w.dtype == .float32 else {
+            throw ctx.fail(.unsupported, "Conv supports float32 only; inputs are \(x.dtype) and \(w.dtype)")
+        }
+        guard x.shape.count == 4 else {
+            throw ctx.fail(.unsupported, "only 2-D Conv (4-D input [N, C, H, W]) is supported; input has shape \(x.shape) (\(x.shape.count - 2)-D)")
+        }
+        guard w.shape.count == 4 else {
+            throw ctx.fail(.invalidModel, "weights must be 4-D [M, C/group, kH, kW]; they have shape \(w.shape)")
+        }
+        let node = ctx.node
+        let (batch, c, h, wd) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (mOut, cg, kh, kw) = (w.shape[0], w.shape[1], w.shape[2], w.shape[3])
+        let group = node.int("group", default: 1)
+        guard group >= 1, cg * group == c, mOut % group == 0 else {
+            throw ctx.fail(.shapeMismatch, "input channels \(c), weight \(w.shape) and group \(group) are inconsistent")
+        }
+        if let ks = node.ints("kernel_shape"), ks != [kh, kw] {
+            throw ctx.fail(.shapeMismatch, "kernel_shape \(ks) does not match weights \(w.shape)")
+        }
+        let strides = node.ints("strides") ?? [1, 1]
+        let dil = node.ints("dilations") ?? [1, 1]
+        guard strides.count == 2, strides.allSatisfy({ $0 >= 1 }), dil.count == 2, dil.allSatisfy({ $0 >= 1 }) else {
+            throw ctx.fail(.invalidModel, "strides \(strides) and dilations \(dil) must be two positive values")
+        }
+        guard kh >= 1, kw >= 1 else { throw ctx.fail(.invalidModel, "kernel \(w.shape) is empty") }
+        let effK = [(kh - 1) * dil[0] + 1, (kw - 1) * dil[1] + 1]
+        let inHW = [h, wd]
+        var padBegin = [0, 0], padEnd = [0, 0]
+        var outHW = [0, 0]
+        let autoPad = node.string("auto_pad") ?? "NOTSET"
+        switch autoPad {
+        case "NOTSET", "VALID":
+            if autoPad == "NOTSET", let p = node.ints("pads") {
+                guard p.count == 4, p.allSatisfy({ $0 >= 0 }) else { throw ctx.fail(.invalidModel, "pads \(p) must be four non-negative values") }
+                padBegin = [p[0], p[1]]
+                padEnd = [p[2], p[3]]
+            }
+            for i in 0..<2 {
+                let span = inHW[i] + padBegin[i] + padEnd[i] - effK[i]
+                guard span >= 0 else {
+                    throw ctx.fail(.shapeMismatch, "kernel extent \(effK[i]) exceeds padded input \(inHW[i] + padBegin[i] + padEnd[i]) on spatial axis \(i)")
+                }
+                outHW[i] = span / strides[i] + 1
+            }
+        case "SAME_UPPER", "SAME_LOWER":
+            for i in 0..<2 {
+                outHW[i] = ceilDiv(inHW[i], strides[i])
+                let totalPad = max(0, (outHW[i] - 1) * strides[i] + effK[i] - inHW[i])
+                padBegin[i] = autoPad == "SAME_UPPER" ? totalPad / 2 : totalPad - totalPad / 2
+                padEnd[i] = totalPad - padBegin[i]
+            }
+        default:
+            throw ctx.fail(.invalidModel, "unknown auto_pad '\(autoPad)'")
+        }
+        let hasBias = ctx.has(2)
+        if hasBias {
+            let bt = try ctx.input(2)
+            guard bt.dtype == .float32, bt.shape == [mOut] else {
+                throw ctx.fail(.shapeMismatch, "bias must be float32 [\(mOut)]; it is \(bt)")
+            }
+        }
+        let (oh, ow) = (outHW[0], outHW[1])
+        let outShape = [batch, mOut, oh, ow]
+        let total = try ShapeKernels.checked(outShape, ctx)
+        let out = TensorType(.float32, outShape)
+        if total == 0 { return CompiledKernel(outputs: [out]) { _ in } }
+
+        let kg = try ShapeKernels.checked([cg, kh, kw], ctx, "patch"), mg = mOut / group, ohw = oh * ow
+        if !(kh == 1 && kw == 1) || strides != [1, 1] {
+            try ShapeKernels.checked([kg, ohw], ctx, "im2col buffer")
+        }
+        let mg32 = try blasInt(mg, "output channels per group", ctx)
+        let ohw32 = try blasInt(ohw, "output positions", ctx)
+        let kg32 = try blasInt(kg, "patch size", ctx)
+        let pointwise = kh == 1 && kw == 1 && strides == [1, 1] && padBegin == [0, 0] && padEnd == [0, 0]
+        // Valid output-column range per kernel column: input column ow*sw - pl + kx*dw in [0, W).
+        let (sh, sw, dh, dw, pt, pl) = (strides[0], strides[1], dil[0], dil[1], padBegin[0], padBegin[1])
+        var owLo = [Int](), owHi = [Int]()
+        for kx in 0..<kw {
+            let off = kx * dw - pl
+            let lo = min(max(ceilDiv(-off, sw), 0), ow)
+            let hi = min(max(ceilDiv(wd - off, sw), lo), ow)
+            owLo.append(lo)
+            owHi.append(hi)
+        }
+        // The im2col buffer is allocated once here and reused by every run: a compiled Conv
+        // kernel must therefore not run on two threads at once (one session runs on one thread).
+        let scratch: Scratch? = pointwise ? nil : Scratch(count: kg * ohw)
+        let inPlane = h * wd
+        return CompiledKernel(outputs: [out]) { [owLo, owHi] io in
+            let px = io.input(0, Float.self), pw = io.input(1, Float.self), py = io.output(0, Float.self)
+            for img in 0..<batch {
+                for g in 0..<group {
+                    let xg = px + (img * c + g * cg) * inPlane
+                    let col: UnsafePointer<Float>
+                    if let scratch {
+                        let dst = scratch.p
+                        for ci in 0..<cg {
+                            let plane = xg + ci * inPlane
+                            for ky in 0..<kh {
+                                for kx in 0..<kw {
+                                    let rowBase = dst + ((ci * kh + ky) * kw + kx) * ohw
+                                    let lo = owLo[kx], hi = owHi[kx]
+                                    let colOff = kx * dw - pl
+                                    for y in 0..<oh {
+                                        let r = rowBase + y * ow
+                                        let iy = y * sh - pt + ky * dh
+                                        if iy < 0 || iy >= h {
+                                            r.update(repeating: 0, count: ow)
+                                            continue
+                                        }
+                                        let srcRow = plane + iy * wd + colOff
+                                        if lo > 0 { r.update(repeating: 0, count: lo) }
+                                        if sw == 1 {
+                                            if hi > lo { (r + lo).update(from: srcRow + lo, count: hi - lo) }
+                                        } else {
+                                            for xo in lo..<hi { r[xo] = srcRow[xo * sw] }
+                                        }
+                                        if hi < ow { (r + hi).update(repeating: 0, count: ow - hi) }
+                                    }
+                                }
+                            }
+                        }
+                        col = UnsafePointer(dst)
+                    } else {
+                        col = xg
+                    }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, mg32, ohw32, kg32, 1,
+                                pw + g * mg * kg, kg32, col, ohw32, 0, py + (img * mOut + g * mg) * ohw, ohw32)
+                }
+                if hasBias {
+                    let pb = io.input(2, Float.self)
+                    for oc in 0..<mOut {
+                        let v = pb[oc]
+                        let r = py + (img * mOut + oc) * ohw
+                        for i in 0..<ohw { r[i] += v }
+                    }
+                }
+            }
+        }
+    }
 }
