@@ -22,6 +22,9 @@ class GraftError(Exception):
         return f"{self.message} (status {self.code})"
 
 
+GraftError.__module__ = "graft"
+
+
 # graft_status values (graft.h), stable and only ever appended to.
 STATUS_OK = 0
 STATUS_INVALID_ARGUMENT = 1
