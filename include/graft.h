@@ -364,7 +364,8 @@ GRAFT_API void graft_run_options_free(graft_run_options *options);
 /* The dtype and shape output `output_index` (declaration order) will have when the session
  * runs on `inputs`. Plans for these input shapes if needed (the plan is cached, so the run
  * that follows does not plan again); input data is not read.
- * inputs, n_inputs: every declared input, as for graft_session_run (data may be NULL).
+ * inputs, n_inputs: every declared input, as for graft_session_run; only names, dtypes,
+ *   ranks and shapes are checked and used (data and byte_size are not read; data may be NULL).
  * dtype: receives the output's element type. May be NULL.
  * rank: receives the output's rank. Must not be NULL.
  * dims: receives `*rank` dimensions when dims_capacity >= *rank; may be NULL to ask for the
