@@ -6,6 +6,9 @@ let package = Package(
     products: [
         .library(name: "Graft", targets: ["Graft"]),
         .executable(name: "graft", targets: ["GraftCLI"]),
+        // The C ABI of include/graft.h as libGraftC.so (installed as libgraft.so by scripts/install.sh;
+        // the product cannot be named "graft": the CLI executable product has that name).
+        .library(name: "GraftC", type: .dynamic, targets: ["GraftC"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -25,6 +28,14 @@ let package = Package(
         ),
         .target(name: "GraftCore", dependencies: ["COnnx", "COpenBLAS"]),
         .target(name: "Graft", dependencies: ["GraftCore"]),
+        // include/graft.h (canonical, symlinked into CGraft/include) and per-thread error storage.
+        .target(name: "CGraft"),
+        .target(
+            name: "GraftC",
+            dependencies: ["CGraft", "GraftCore"],
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Sources/GraftC/exports.map"])]
+        ),
         .executableTarget(
             name: "GraftCLI",
             dependencies: ["Graft", "GraftCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]

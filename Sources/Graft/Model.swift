@@ -49,7 +49,10 @@ public final class Model: Sendable {
     public var outputs: [TensorInfo] { core.graph.outputs.map(Self.info) }
 
     /// A new session for running this model from one thread at a time.
-    /// - Parameter threads: threads the session's kernels may use (default 1).
+    /// - Parameter threads: threads the session's kernels may use (default 1, at most 256).
+    ///   OpenBLAS is pinned to one thread process-wide and Graft's kernels split work
+    ///   themselves, so sessions running at once use at most the sum of their counts.
+    /// - Throws: ``GraftError`` with code `invalidArgument` for a count outside 1...256.
     public func makeSession(threads: Int = 1) throws -> Session {
         try Session(core: CoreSession(model: core, threads: threads))
     }

@@ -14,6 +14,17 @@ package final class CoreModel: Sendable {
         try self.init(graph: ONNXImporter.load(path: path), source: path)
     }
 
+    /// Loads an ONNX file; with `externalData` false, a model that keeps tensors in external
+    /// files is refused (invalidModel) instead of reading them.
+    package convenience init(path: String, externalData: Bool) throws {
+        if externalData {
+            try self.init(path: path)
+        } else {
+            let file = try MappedFile(path: path)
+            try self.init(graph: ONNXImporter.load(bytes: file.bytes, folder: nil, source: path), source: path)
+        }
+    }
+
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).
     package convenience init(bytes: UnsafeRawBufferPointer) throws {
         try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil), source: "<memory>")

@@ -1,0 +1,122 @@
+// C++ test of bindings/cpp/graft.hpp: move-only handles, exceptions with status and message,
+// introspection, runs (library-allocated outputs and caller buffers), and a fixture run when
+// a model path is given:  raii [MODEL CASE_DIR REF_SUBDIR]
+// Last line: "raii: N passed, N failed".
+#include "graft.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <type_traits>
+
+#include "models.h"
+#include "npy.h"
+
+static int passed, failed;
+#define CHECK(cond)                                                              \
+    do {                                                                         \
+        if (cond) passed++;                                                      \
+        else { failed++; std::printf("FAIL line %d: %s\n", __LINE__, #cond); }   \
+    } while (0)
+
+static_assert(!std::is_copy_constructible_v<graft::Model>, "Model is move-only");
+static_assert(!std::is_copy_assignable_v<graft::Session>, "Session is move-only");
+static_assert(std::is_nothrow_move_constructible_v<graft::Model>, "Model moves");
+static_assert(std::is_nothrow_move_constructible_v<graft::Session>, "Session moves");
+
+int main(int argc, char **argv) {
+    CHECK(graft::abi_version() == GRAFT_ABI_VERSION);
+    CHECK(graft::version() == GRAFT_VERSION_STRING);
+
+    // Errors carry status and message.
+    try {
+        graft::Model m("/nonexistent.onnx");
+        CHECK(false);
+    } catch (const graft::Error &e) {
+        CHECK(e.status() == GRAFT_STATUS_IO);
+        CHECK(std::string(e.what()).find("/nonexistent.onnx") != std::string::npos);
+    }
+    try {
+        graft::Model::from_memory(unsupported_onnx, sizeof unsupported_onnx);
+        CHECK(false);
+    } catch (const graft::Error &e) {
+        CHECK(e.status() == GRAFT_STATUS_UNSUPPORTED);
+    }
+
+    graft::Model model = graft::Model::from_memory(passthrough_onnx, sizeof passthrough_onnx);
+    auto inputs = model.inputs();
+    CHECK(inputs.size() == 2 && inputs[0].name == "x" && inputs[0].dtype == GRAFT_DTYPE_FLOAT32);
+    CHECK(inputs[0].dims && inputs[0].dims->size() == 2 && (*inputs[0].dims)[0].symbol == std::string("batch") &&
+          (*inputs[0].dims)[1].size == 4);
+    CHECK(model.outputs().size() == 2);
+
+    // Moves: the moved-from handle is empty and destructs harmlessly.
+    graft::Model moved = std::move(model);
+    CHECK(model.get() == nullptr && moved.get() != nullptr);
+    graft::Session session(moved, 2);
+    graft::Session other = std::move(session);
+    CHECK(session.get() == nullptr && other.get() != nullptr);
+
+    float x[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    int64_t ids[3] = {4, 5, 6};
+    auto out = other.run({graft::TensorView::of("x", x, {2, 4}), graft::TensorView::of("ids", ids, {3})});
+    CHECK(out.size() == 2);
+    CHECK(out.at("x").shape() == std::vector<int64_t>({2, 4}) && out.at("x").data<float>()[7] == 8.0f);
+    CHECK(out.at("ids").data<int64_t>()[2] == 6);
+    try {
+        out.at("x").data<int64_t>();
+        CHECK(false);
+    } catch (const graft::Error &e) {
+        CHECK(e.status() == GRAFT_STATUS_INVALID_ARGUMENT);
+    }
+    try {
+        other.run({graft::TensorView::of("x", x, {2, 4})});
+        CHECK(false);
+    } catch (const graft::Error &e) {
+        CHECK(e.status() == GRAFT_STATUS_INVALID_ARGUMENT &&
+              std::string(e.what()).find("'ids' is missing") != std::string::npos);
+    }
+    int64_t y_ids[3] = {0, 0, 0};
+    int64_t ids_shape[1] = {3};
+    std::vector<graft_tensor> into = {{sizeof(graft_tensor), GRAFT_DTYPE_INT64, "ids", 1, ids_shape, y_ids, sizeof y_ids}};
+    other.run_into({graft::TensorView::of("x", x, {2, 4}), graft::TensorView::of("ids", ids, {3})}, into);
+    CHECK(y_ids[0] == 4 && y_ids[2] == 6);
+
+    // Fixture model against its reference.
+    if (argc == 4) {
+        try {
+            graft::Model fm(argv[1]);
+            graft::Session fs(fm, 2);
+            std::vector<npy_array> arrays;
+            std::vector<graft::TensorView> views;
+            for (const auto &in : fm.inputs()) {
+                npy_array a;
+                std::string p = std::string(argv[2]) + "/inputs/" + in.name + ".npy";
+                CHECK(npy_read(p.c_str(), &a) == 0);
+                arrays.push_back(a);
+                views.push_back(graft::TensorView{in.name, a.dtype, std::vector<int64_t>(a.shape, a.shape + a.rank),
+                                                  a.data, a.byte_size});
+            }
+            auto results = fs.run(views);
+            for (const auto &o : fm.outputs()) {
+                npy_array e;
+                std::string p = std::string(argv[2]) + "/" + argv[3] + "/" + o.name + ".npy";
+                CHECK(npy_read(p.c_str(), &e) == 0);
+                const graft::Tensor &t = results.at(o.name);
+                double diff = 0;
+                bool same = t.byte_size() == e.byte_size;
+                for (size_t j = 0; same && j < t.count(); j++)
+                    diff = std::fmax(diff, std::fabs(double(t.data<float>()[j]) - double(static_cast<float *>(e.data)[j])));
+                std::printf("  %s: max_abs_diff=%g\n", o.name.c_str(), diff);
+                CHECK(same && diff <= 1e-4);
+                npy_free(&e);
+            }
+            for (auto &a : arrays) npy_free(&a);
+        } catch (const graft::Error &e) {
+            std::printf("fixture: %s\n", e.what());
+            CHECK(false);
+        }
+    }
+
+    std::printf("raii: %d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

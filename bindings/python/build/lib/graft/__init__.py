@@ -1,0 +1,256 @@
+"""Graft: CPU inference for ONNX models (Python bindings over libgraft, ctypes + numpy).
+
+    import graft
+    with graft.Model("model.onnx") as model:
+        print(model.inputs, model.outputs)
+        with model.session(threads=2) as session:
+            outputs = session.run({"input_ids": ids, "attention_mask": mask})
+
+Threads: a Model may be shared by any number of threads; a Session is used by one thread at a
+time (give each thread its own `model.session()`). The library runs without the GIL, so
+sessions on different threads run in parallel. `model.run(...)` uses one default session,
+serialised by a lock.
+"""
+
+import ctypes
+import threading
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+
+import numpy as np
+
+from . import _capi as _c
+from ._capi import GraftError  # noqa: F401  (public)
+from ._capi import (  # noqa: F401  (public status codes)
+    STATUS_OK, STATUS_INVALID_ARGUMENT, STATUS_INVALID_MODEL, STATUS_UNSUPPORTED, STATUS_IO,
+    STATUS_SHAPE_MISMATCH, STATUS_LIMIT_EXCEEDED, STATUS_INVALID_DATA, STATUS_INTERNAL,
+)
+
+__all__ = ["Model", "Session", "TensorInfo", "GraftError", "version", "abi_version"]
+__version__ = "0.1.0"
+
+_TO_NUMPY = {
+    _c.DTYPE_FLOAT32: np.dtype(np.float32),
+    _c.DTYPE_UINT8: np.dtype(np.uint8),
+    _c.DTYPE_INT8: np.dtype(np.int8),
+    _c.DTYPE_INT32: np.dtype(np.int32),
+    _c.DTYPE_INT64: np.dtype(np.int64),
+    _c.DTYPE_BOOL: np.dtype(np.bool_),
+    _c.DTYPE_FLOAT16: np.dtype(np.float16),
+    _c.DTYPE_FLOAT64: np.dtype(np.float64),
+}
+_FROM_NUMPY = {v: k for k, v in _TO_NUMPY.items()}
+
+
+def version() -> str:
+    """The library's version string."""
+    return _c.graft_version().decode()
+
+
+def abi_version() -> int:
+    """The library's ABI version (checked against this package at import)."""
+    return int(_c.graft_abi_version())
+
+
+class TensorInfo(NamedTuple):
+    """A declared model input or output. `shape` holds ints for fixed dimensions, strings for
+    symbolic ones ("batch"), None for unnamed ones; it is None when the file records no
+    shape. `dtype` is a numpy dtype (bfloat16 shows as the string "bfloat16")."""
+
+    name: str
+    dtype: Union[np.dtype, str]
+    shape: Optional[Tuple[Union[int, str, None], ...]]
+
+
+def _closed(what):
+    return GraftError(_c.STATUS_INVALID_ARGUMENT, f"the {what} is closed")
+
+
+class Model:
+    """An ONNX model loaded, validated and optimised by Graft.
+
+    Model(path, external_data=True, threads=1): `external_data=False` refuses models that keep
+    tensors in external files; `threads` is the thread count of the default session used by
+    `run`. Raises GraftError (e.g. code STATUS_IO for a missing file, STATUS_UNSUPPORTED for an
+    operator Graft does not implement)."""
+
+    def __init__(self, path, *, external_data: bool = True, threads: int = 1):
+        self._handle = None
+        self._default = None
+        self._lock = threading.Lock()
+        self._threads = threads
+        opts = ctypes.c_void_p()
+        _c.graft_model_options_create(ctypes.byref(opts))
+        try:
+            _c.graft_model_options_set_external_data(opts, 1 if external_data else 0)
+            handle = ctypes.c_void_p()
+            _c.graft_model_load(str(path).encode(), opts, ctypes.byref(handle))
+            self._handle = handle
+        finally:
+            _c.graft_model_options_free(opts)
+        self.inputs: List[TensorInfo] = self._values(output=False)
+        self.outputs: List[TensorInfo] = self._values(output=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, threads: int = 1) -> "Model":
+        """Loads a model from bytes (external data is not possible)."""
+        self = cls.__new__(cls)
+        self._handle = None
+        self._default = None
+        self._lock = threading.Lock()
+        self._threads = threads
+        handle = ctypes.c_void_p()
+        _c.graft_model_load_from_memory(data, len(data), None, ctypes.byref(handle))
+        self._handle = handle
+        self.inputs = self._values(output=False)
+        self.outputs = self._values(output=True)
+        return self
+
+    def _values(self, output: bool) -> List[TensorInfo]:
+        count_fn = _c.graft_model_output_count if output else _c.graft_model_input_count
+        info_fn = _c.graft_model_output_info if output else _c.graft_model_input_info
+        dim_fn = _c.graft_model_output_dim if output else _c.graft_model_input_dim
+        n = ctypes.c_size_t()
+        count_fn(self._handle, ctypes.byref(n))
+        values = []
+        for i in range(n.value):
+            info = _c.ValueInfo(struct_size=ctypes.sizeof(_c.ValueInfo))
+            info_fn(self._handle, i, ctypes.byref(info))
+            shape = None
+            if info.rank >= 0:
+                dims = []
+                for axis in range(info.rank):
+                    size, symbol = ctypes.c_int64(), ctypes.c_char_p()
+                    dim_fn(self._handle, i, axis, ctypes.byref(size), ctypes.byref(symbol))
+                    dims.append(symbol.value.decode() if symbol.value is not None
+                                else (size.value if size.value >= 0 else None))
+                shape = tuple(dims)
+            dtype = _TO_NUMPY.get(info.dtype, "bfloat16" if info.dtype == _c.DTYPE_BFLOAT16 else str(info.dtype))
+            values.append(TensorInfo(info.name.decode(), dtype, shape))
+        return values
+
+    def session(self, threads: int = 1) -> "Session":
+        """A new session for running the model from one thread at a time."""
+        if self._handle is None:
+            raise _closed("model")
+        return Session(self, threads)
+
+    def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Runs the model with a default session (created on first use; calls from several
+        threads are serialised). See Session.run."""
+        with self._lock:
+            if self._handle is None:
+                raise _closed("model")
+            if self._default is None:
+                self._default = Session(self, self._threads)
+            return self._default.run(inputs)
+
+    def close(self) -> None:
+        """Releases the model (and the default session). Sessions already created keep
+        working: they hold their own reference. Idempotent."""
+        default, self._default = getattr(self, "_default", None), None
+        if default is not None:
+            default.close()
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            _c.graft_model_free(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"graft.Model(inputs={self.inputs}, outputs={self.outputs})"
+
+
+class Session:
+    """Runs a model; use from one thread at a time. Create with `model.session(threads=...)`."""
+
+    def __init__(self, model: Model, threads: int = 1):
+        self._handle = None
+        self._output_names = [o.name for o in model.outputs]
+        self._input_names = [i.name for i in model.inputs]
+        opts = ctypes.c_void_p()
+        _c.graft_session_options_create(ctypes.byref(opts))
+        try:
+            _c.graft_session_options_set_threads(opts, int(threads))
+            handle = ctypes.c_void_p()
+            _c.graft_session_create(model._handle, opts, ctypes.byref(handle))
+            self._handle = handle
+        finally:
+            _c.graft_session_options_free(opts)
+
+    def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Runs on `inputs` (every declared input, by name; array-likes are converted with
+        numpy, C-contiguous native arrays are passed without copying) and returns every output
+        as a new numpy array, by name. Raises GraftError for a missing or unknown input, a
+        wrong dtype, rank or dimension, or data invalid at run time."""
+        if self._handle is None:
+            raise _closed("session")
+        if not isinstance(inputs, dict):
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, "inputs must be a dict of name -> array")
+        n = len(inputs)
+        arrays, names, shapes = [], [], []
+        tensors = (_c.Tensor * max(n, 1))()
+        for i, (name, value) in enumerate(inputs.items()):
+            if not isinstance(name, str):
+                raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"input names must be strings, got {name!r}")
+            a = np.asarray(value)
+            if not a.dtype.isnative:
+                a = a.astype(a.dtype.newbyteorder("="))
+            a = np.require(a, requirements=["C", "A"])
+            code = _FROM_NUMPY.get(a.dtype)
+            if code is None:
+                raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"input '{name}': numpy dtype {a.dtype} has no Graft equivalent")
+            shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
+            bname = name.encode()
+            arrays.append(a); names.append(bname); shapes.append(shape)
+            tensors[i] = _c.Tensor(ctypes.sizeof(_c.Tensor), code, bname, a.ndim, shape,
+                                   a.ctypes.data, a.nbytes)
+        outputs = []
+        out_tensors = (_c.Tensor * max(len(self._output_names), 1))()
+        for k in range(len(self._output_names)):
+            dtype, rank = _c.graft_dtype(), ctypes.c_size_t()
+            dims = (ctypes.c_int64 * 16)()
+            try:
+                _c.graft_session_output_shape(self._handle, tensors, n, k, ctypes.byref(dtype),
+                                              ctypes.byref(rank), dims, 16)
+            except GraftError as e:
+                if e.code != _c.STATUS_LIMIT_EXCEEDED:
+                    raise
+                dims = (ctypes.c_int64 * rank.value)()
+                _c.graft_session_output_shape(self._handle, tensors, n, k, ctypes.byref(dtype),
+                                              ctypes.byref(rank), dims, rank.value)
+            out = np.empty(tuple(dims[:rank.value]), dtype=_TO_NUMPY[dtype.value])
+            outputs.append(out)
+            shape = (ctypes.c_int64 * max(out.ndim, 1))(*out.shape)
+            shapes.append(shape)
+            out_tensors[k] = _c.Tensor(ctypes.sizeof(_c.Tensor), dtype.value, None, out.ndim, shape,
+                                       out.ctypes.data, out.nbytes)
+        _c.graft_session_run(self._handle, tensors, n, out_tensors, len(outputs), None)
+        return dict(zip(self._output_names, outputs))
+
+    def close(self) -> None:
+        """Frees the session. Idempotent."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            _c.graft_session_free(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

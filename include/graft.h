@@ -1,0 +1,434 @@
+/*
+ * graft.h — the C interface of Graft, a CPU inference library for ONNX models.
+ *
+ * This hand-written header is canonical: libgraft.so implements exactly what it declares
+ * (the Swift implementation is checked against it at compile time with `@c @implementation`).
+ *
+ * Worked example (error handling shortened; see docs/BINDINGS.md for building and linking):
+ *
+ *     #include <graft.h>
+ *     #include <stdio.h>
+ *
+ *     int main(void) {
+ *         graft_model *model = NULL;
+ *         graft_session *session = NULL;
+ *         if (graft_model_load("model.onnx", NULL, &model) != GRAFT_STATUS_OK ||
+ *             graft_session_create(model, NULL, &session) != GRAFT_STATUS_OK) {
+ *             fprintf(stderr, "graft: %s\n", graft_last_error());
+ *             return 1;
+ *         }
+ *         // One float32 input of shape [1, 4], read in place (no copy).
+ *         float x[4] = {1, 2, 3, 4};
+ *         int64_t x_shape[2] = {1, 4};
+ *         graft_tensor in = {sizeof(graft_tensor), GRAFT_DTYPE_FLOAT32, "x", 2, x_shape,
+ *                            x, sizeof x};
+ *         // Ask the output's shape for these inputs, then run into a buffer of that size.
+ *         int64_t y_shape[8];
+ *         size_t y_rank = 0;
+ *         graft_dtype y_dtype;
+ *         graft_session_output_shape(session, &in, 1, 0, &y_dtype, &y_rank, y_shape, 8);
+ *         float y[4];   // product(y_shape) elements; here known to be 4
+ *         graft_tensor out = {sizeof(graft_tensor), y_dtype, NULL, y_rank, y_shape, y, sizeof y};
+ *         if (graft_session_run(session, &in, 1, &out, 1, NULL) != GRAFT_STATUS_OK)
+ *             fprintf(stderr, "graft: %s\n", graft_last_error());
+ *         graft_session_free(session);
+ *         graft_model_free(model);
+ *         return 0;
+ *     }
+ *
+ * Conventions
+ * - Handles (graft_model, graft_session, graft_*_options) are opaque. Every constructor
+ *   returns a graft_status and writes its out-parameter only on success (it sets it to NULL
+ *   on failure when the out pointer itself is not NULL). Every graft_*_free accepts NULL.
+ * - Every function that can fail returns a graft_status; on failure a message describing the
+ *   problem is available from graft_last_error() on the same thread. No error, trap or
+ *   exception of the implementation crosses this interface: all failures are statuses.
+ * - Strings are UTF-8 and NUL-terminated. Strings returned by the library are owned by it;
+ *   each function says how long they stay valid.
+ * - Caller-filled structs start with `uint32_t struct_size`, which the caller sets to
+ *   sizeof(the struct) as seen by its own header; this lets the library grow structs in
+ *   later minor versions while accepting programs built against older headers.
+ *
+ * Tensors at the boundary
+ * - Inputs are caller buffers, read in place during graft_session_run (never copied, never
+ *   written, not retained after the call returns).
+ * - Outputs are written into caller buffers. Query each output's dtype and shape for given
+ *   input shapes with graft_session_output_shape, allocate, then call graft_session_run.
+ *   Nothing the library allocates is handed to the caller, so there is no tensor free
+ *   function.
+ * - Tensors are dense and row-major (C order). Buffers must be aligned to their element size.
+ *
+ * Threads
+ * - A graft_model is immutable once loaded: share it between any number of sessions on any
+ *   threads. Model introspection functions may be called concurrently.
+ * - A graft_session is used by one thread at a time (different threads may use it one after
+ *   another). Give each concurrent thread its own session over the shared model. A session
+ *   that is entered by a second thread while running returns GRAFT_STATUS_INVALID_ARGUMENT
+ *   rather than corrupting its state.
+ * - A session's thread count (graft_session_options_set_threads, default 1) is how many
+ *   threads its kernels may use during graft_session_run. OpenBLAS keeps one process-wide
+ *   pool, so Graft pins OpenBLAS to one thread when the first model loads and splits matrix
+ *   products itself with each session's count. Sessions running at once therefore use at
+ *   most the sum of their thread counts; choose counts whose sum is at most the core count.
+ *   If your program calls OpenBLAS itself, note that its thread setting is process-wide.
+ * - graft_last_error() is per thread.
+ *
+ * Adapters (LoRA and similar) are declared here by the plugin work, together with their
+ * run options; they are not part of this version of the header.
+ */
+#ifndef GRAFT_H
+#define GRAFT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The one visibility macro: every public function carries it. */
+#if defined(_WIN32)
+#define GRAFT_API __declspec(dllimport)
+#else
+#define GRAFT_API __attribute__((visibility("default")))
+#endif
+
+/* ---------------------------------------------------------------------------------------- */
+/* Versions                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Library version of this header (semantic versioning). */
+#define GRAFT_VERSION_MAJOR 0
+#define GRAFT_VERSION_MINOR 1
+#define GRAFT_VERSION_PATCH 0
+#define GRAFT_VERSION_STRING "0.1.0"
+
+/* ABI version of this header. It changes only when an existing function, struct layout or
+ * constant changes meaning; additions (new functions, new status codes, fields appended to
+ * structs with struct_size) keep it. Bindings compare it with graft_abi_version(). */
+#define GRAFT_ABI_VERSION 1
+
+/* The library's version string, "MAJOR.MINOR.PATCH" (GRAFT_VERSION_STRING of the header the
+ * library was built with).
+ * Returns: a static string; never NULL; never freed.
+ * Thread safety: any thread. */
+GRAFT_API const char *graft_version(void);
+
+/* The library's ABI version (GRAFT_ABI_VERSION of the header it was built with). A program
+ * should refuse to run when this differs from the GRAFT_ABI_VERSION it was compiled with.
+ * Thread safety: any thread. */
+GRAFT_API uint32_t graft_abi_version(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Status codes and errors                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Result of every fallible function. Values are stable and only ever appended to. */
+typedef int32_t graft_status;
+
+enum {
+    GRAFT_STATUS_OK = 0,
+    /* A caller-supplied argument is wrong: NULL pointer, bad struct_size, unknown input name,
+     * wrong dtype, rank, dimension or buffer size. */
+    GRAFT_STATUS_INVALID_ARGUMENT = 1,
+    /* The model file is malformed: truncated, corrupt, or an inconsistent graph. */
+    GRAFT_STATUS_INVALID_MODEL = 2,
+    /* The file is well formed but uses something Graft does not implement (an operator, a
+     * data type). */
+    GRAFT_STATUS_UNSUPPORTED = 3,
+    /* A file could not be opened, mapped or read. */
+    GRAFT_STATUS_IO = 4,
+    /* Tensor shapes do not agree (at plan time or at run time). */
+    GRAFT_STATUS_SHAPE_MISMATCH = 5,
+    /* A size or count exceeds a limit or overflows. */
+    GRAFT_STATUS_LIMIT_EXCEEDED = 6,
+    /* Data read at run time is out of range (an index outside its axis, for example). */
+    GRAFT_STATUS_INVALID_DATA = 7,
+    /* A bug in Graft: an invariant that should hold did not. Please report it. */
+    GRAFT_STATUS_INTERNAL = 8
+};
+
+/* A short, constant English name for a status ("ok", "invalid argument", ...). Unknown
+ * values give "unknown status".
+ * Returns: a static string; never NULL; never freed.
+ * Thread safety: any thread. */
+GRAFT_API const char *graft_status_string(graft_status status);
+
+/* The message of the last failed call made by the calling thread, naming the file, input,
+ * node or argument at fault; "" when no call on this thread has failed yet. Successful calls
+ * do not clear it.
+ * Returns: a string owned by the library, valid until the next graft_* call on the same
+ * thread; never NULL.
+ * Thread safety: per thread (each thread sees its own message). */
+GRAFT_API const char *graft_last_error(void);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Element types                                                                             */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Element type of a tensor, numbered as ONNX's TensorProto.DataType. Graph inputs and
+ * outputs use the compute types float32, uint8, int8, int32, int64 and bool (one byte,
+ * 0 or 1); the others can only appear inside model files. */
+typedef int32_t graft_dtype;
+
+enum {
+    GRAFT_DTYPE_FLOAT32 = 1,
+    GRAFT_DTYPE_UINT8 = 2,
+    GRAFT_DTYPE_INT8 = 3,
+    GRAFT_DTYPE_INT32 = 6,
+    GRAFT_DTYPE_INT64 = 7,
+    GRAFT_DTYPE_BOOL = 9,
+    GRAFT_DTYPE_FLOAT16 = 10,
+    GRAFT_DTYPE_FLOAT64 = 11,
+    GRAFT_DTYPE_BFLOAT16 = 16
+};
+
+/* Bytes per element of `dtype`, or 0 for a value that is not a graft_dtype.
+ * Thread safety: any thread. */
+GRAFT_API size_t graft_dtype_size(graft_dtype dtype);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Tensors (caller-filled)                                                                   */
+/* ---------------------------------------------------------------------------------------- */
+
+/* A view of a caller-owned dense row-major tensor, passed to graft_session_run and
+ * graft_session_output_shape. The library never retains it or anything it points to after
+ * the call returns.
+ *
+ * In an array of graft_tensor, every element must carry the same struct_size: the library
+ * walks the array with that stride, so programs built against an older, smaller struct keep
+ * working when fields are appended. */
+typedef struct graft_tensor {
+    uint32_t struct_size;   /* sizeof(graft_tensor) */
+    graft_dtype dtype;      /* element type; must equal the model's declared type */
+    const char *name;       /* input or output name; NULL means "the i-th declared one",
+                               i being this element's index in its array */
+    size_t rank;            /* number of dimensions (0 for a scalar) */
+    const int64_t *shape;   /* `rank` dimensions, outermost first; may be NULL when rank is 0 */
+    void *data;             /* the elements: read-only for inputs, written for outputs;
+                               aligned to the element size; may be NULL when byte_size is 0 */
+    size_t byte_size;       /* size of `data` in bytes: exactly product(shape) * element size */
+} graft_tensor;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Models                                                                                    */
+/* ---------------------------------------------------------------------------------------- */
+
+/* An ONNX model, loaded, validated and optimised. Immutable; shareable between threads. */
+typedef struct graft_model graft_model;
+
+/* Options for loading a model. Create, set, pass to graft_model_load*, free; the load does
+ * not retain them.
+ * Thread safety: an options object is used by one thread at a time. */
+typedef struct graft_model_options graft_model_options;
+
+/* Creates model options with defaults (external data allowed).
+ * out: receives the new options; free with graft_model_options_free.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT when out is NULL. */
+GRAFT_API graft_status graft_model_options_create(graft_model_options **out);
+
+/* Frees model options. NULL is a no-op. */
+GRAFT_API void graft_model_options_free(graft_model_options *options);
+
+/* Whether graft_model_load may read tensors stored outside the .onnx file ("external data",
+ * always confined to the model file's folder). 1 allows (the default), 0 refuses such models
+ * with GRAFT_STATUS_INVALID_MODEL. Models loaded from memory never read external data.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL options or a value
+ * other than 0 or 1. */
+GRAFT_API graft_status graft_model_options_set_external_data(graft_model_options *options,
+                                                             int32_t allow);
+
+/* Loads the ONNX model at `path`.
+ * path: file path (UTF-8). External data files are read from the model file's folder only.
+ * options: NULL for defaults; not retained.
+ * out: receives the model; free with graft_model_free. Set to NULL on failure.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL path or out);
+ *   GRAFT_STATUS_IO (unreadable file); GRAFT_STATUS_INVALID_MODEL (malformed file or graph);
+ *   GRAFT_STATUS_UNSUPPORTED (an operator or type Graft does not implement);
+ *   GRAFT_STATUS_LIMIT_EXCEEDED (a tensor too large).
+ * Thread safety: any thread; loads may run concurrently. */
+GRAFT_API graft_status graft_model_load(const char *path, const graft_model_options *options,
+                                        graft_model **out);
+
+/* Loads an ONNX model from `size` bytes at `data`. The bytes are not retained: free them
+ * when this returns. Models with external data cannot be loaded this way
+ * (GRAFT_STATUS_INVALID_MODEL).
+ * options: NULL for defaults; not retained.
+ * out: receives the model; free with graft_model_free. Set to NULL on failure.
+ * Returns: as graft_model_load; GRAFT_STATUS_INVALID_ARGUMENT also for data NULL or size 0.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_model_load_from_memory(const void *data, size_t size,
+                                                    const graft_model_options *options,
+                                                    graft_model **out);
+
+/* Releases the caller's reference to a model. NULL is a no-op. Sessions hold their own
+ * reference, so the model's memory is released when it and all its sessions are freed;
+ * strings returned by graft_model_* for this model stay valid until then. Calling
+ * graft_model_* on a freed handle is undefined.
+ * Thread safety: not concurrently with other calls on the same handle. */
+GRAFT_API void graft_model_free(graft_model *model);
+
+/* Number of declared inputs (outputs) of the model.
+ * count: receives the number.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for a NULL argument.
+ * Thread safety: any thread, concurrently. */
+GRAFT_API graft_status graft_model_input_count(const graft_model *model, size_t *count);
+GRAFT_API graft_status graft_model_output_count(const graft_model *model, size_t *count);
+
+/* Name, dtype and rank of a declared input or output (library-filled; the caller sets
+ * struct_size). */
+typedef struct graft_value_info {
+    uint32_t struct_size;   /* set by the caller: sizeof(graft_value_info) */
+    graft_dtype dtype;      /* declared element type */
+    const char *name;       /* owned by the model; valid while the model is alive */
+    int64_t rank;           /* declared number of dimensions, or -1 when the file records
+                               no shape */
+} graft_value_info;
+
+/* Describes input (output) `index` (0-based, declaration order).
+ * info: caller-allocated, with info->struct_size set; receives dtype, name and rank.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT for a NULL argument, an index out
+ *   of range or a struct_size smaller than this version's graft_value_info.
+ * Thread safety: any thread, concurrently. */
+GRAFT_API graft_status graft_model_input_info(const graft_model *model, size_t index,
+                                              graft_value_info *info);
+GRAFT_API graft_status graft_model_output_info(const graft_model *model, size_t index,
+                                               graft_value_info *info);
+
+/* Declared dimension `axis` of input (output) `index`.
+ * size: receives the fixed size, or -1 when the dimension is symbolic or unknown.
+ * symbol: receives the symbolic name ("batch", "sequence") owned by the model and valid
+ *   while it is alive, or NULL for a fixed or unnamed dimension. May be NULL.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT for a NULL model or size, an index
+ *   or axis out of range, or a value whose rank is unknown (-1).
+ * Thread safety: any thread, concurrently. */
+GRAFT_API graft_status graft_model_input_dim(const graft_model *model, size_t index,
+                                             size_t axis, int64_t *size, const char **symbol);
+GRAFT_API graft_status graft_model_output_dim(const graft_model *model, size_t index,
+                                              size_t axis, int64_t *size,
+                                              const char **symbol);
+
+/* ---------------------------------------------------------------------------------------- */
+/* Sessions                                                                                  */
+/* ---------------------------------------------------------------------------------------- */
+
+/* Runs a model. Keeps compiled plans per input-shape signature and one work arena, so
+ * repeated runs with the same shapes allocate almost nothing. One thread at a time. */
+typedef struct graft_session graft_session;
+
+/* Options for creating a session; not retained by graft_session_create.
+ * Thread safety: an options object is used by one thread at a time. */
+typedef struct graft_session_options graft_session_options;
+
+/* Creates session options with defaults (1 thread).
+ * out: receives the options; free with graft_session_options_free.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT when out is NULL. */
+GRAFT_API graft_status graft_session_options_create(graft_session_options **out);
+
+/* Frees session options. NULL is a no-op. */
+GRAFT_API void graft_session_options_free(graft_session_options *options);
+
+/* Threads the session's kernels may use, 1...256 (default 1). See "Threads" at the top for
+ * how this interacts with OpenBLAS.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL options or a count
+ *   outside 1...256. */
+GRAFT_API graft_status graft_session_options_set_threads(graft_session_options *options,
+                                                         int32_t threads);
+
+/* Creates a session over `model`.
+ * model: the model; the session keeps it alive (see graft_model_free).
+ * options: NULL for defaults; not retained.
+ * out: receives the session; free with graft_session_free. Set to NULL on failure.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for a NULL model or out.
+ * Thread safety: any thread; many sessions may be created over one model concurrently. */
+GRAFT_API graft_status graft_session_create(const graft_model *model,
+                                            const graft_session_options *options,
+                                            graft_session **out);
+
+/* Frees a session and its plans and arena. NULL is a no-op.
+ * Thread safety: not while the session is running. */
+GRAFT_API void graft_session_free(graft_session *session);
+
+/* Options for one run. Reserved for per-run settings (adapters, arriving with the plugin
+ * work); it has no setters yet. Pass NULL to graft_session_run.
+ * Thread safety: one thread at a time. */
+typedef struct graft_run_options graft_run_options;
+
+/* Creates run options with defaults. Free with graft_run_options_free.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT when out is NULL. */
+GRAFT_API graft_status graft_run_options_create(graft_run_options **out);
+
+/* Frees run options. NULL is a no-op. */
+GRAFT_API void graft_run_options_free(graft_run_options *options);
+
+/* The dtype and shape output `output_index` (declaration order) will have when the session
+ * runs on `inputs`. Plans for these input shapes if needed (the plan is cached, so the run
+ * that follows does not plan again); input data is not read.
+ * inputs, n_inputs: every declared input, as for graft_session_run; only names, dtypes,
+ *   ranks and shapes are checked and used (data and byte_size are not read; data may be NULL).
+ * dtype: receives the output's element type. May be NULL.
+ * rank: receives the output's rank. Must not be NULL.
+ * dims: receives `*rank` dimensions when dims_capacity >= *rank; may be NULL to ask for the
+ *   rank only.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_LIMIT_EXCEEDED when dims is not NULL and
+ *   dims_capacity < *rank (*rank is still written); otherwise the statuses of
+ *   graft_session_run for the inputs.
+ * Thread safety: as graft_session_run. */
+GRAFT_API graft_status graft_session_output_shape(graft_session *session,
+                                                  const graft_tensor *inputs, size_t n_inputs,
+                                                  size_t output_index, graft_dtype *dtype,
+                                                  size_t *rank, int64_t *dims,
+                                                  size_t dims_capacity);
+
+/* Runs the model on `inputs` and writes the requested outputs into caller buffers.
+ * inputs, n_inputs: exactly the model's declared inputs, each once, in any order (or by
+ *   position with name NULL). dtype, rank, fixed dimensions and byte_size are checked;
+ *   data is read in place and must not change during the call.
+ * outputs, n_outputs: any subset of the declared outputs (each at most once; name NULL
+ *   means the i-th declared output). dtype, rank and shape must equal what
+ *   graft_session_output_shape reports and byte_size must be exactly the size of that
+ *   shape; data is overwritten. Outputs not requested are computed into internal scratch.
+ *   outputs may be NULL when n_outputs is 0.
+ * run_options: NULL (reserved).
+ * On failure the contents of output buffers are unspecified.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL session, bad struct_size,
+ *   unknown, missing or repeated name, wrong dtype, rank, dimension, byte_size or alignment,
+ *   session in use by another thread); GRAFT_STATUS_SHAPE_MISMATCH (shapes inconsistent
+ *   inside the model, or an output buffer's shape differing from the computed one);
+ *   GRAFT_STATUS_INVALID_DATA (e.g. a token id out of range); GRAFT_STATUS_UNSUPPORTED;
+ *   GRAFT_STATUS_LIMIT_EXCEEDED; GRAFT_STATUS_INTERNAL.
+ * Thread safety: one thread at a time per session; distinct sessions (over one shared model
+ *   or not) run concurrently. */
+GRAFT_API graft_status graft_session_run(graft_session *session, const graft_tensor *inputs,
+                                         size_t n_inputs, graft_tensor *outputs,
+                                         size_t n_outputs,
+                                         const graft_run_options *run_options);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+/* Frozen layouts (LP64 targets). */
+#if defined(__LP64__) || defined(_LP64)
+#ifdef __cplusplus
+#define GRAFT_STATIC_ASSERT static_assert
+#else
+#define GRAFT_STATIC_ASSERT _Static_assert
+#endif
+GRAFT_STATIC_ASSERT(sizeof(graft_tensor) == 48, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, struct_size) == 0, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, dtype) == 4, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, name) == 8, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, rank) == 16, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, shape) == 24, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, data) == 32, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_tensor, byte_size) == 40, "graft_tensor layout");
+GRAFT_STATIC_ASSERT(sizeof(graft_value_info) == 24, "graft_value_info layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_value_info, struct_size) == 0, "graft_value_info layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_value_info, dtype) == 4, "graft_value_info layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_value_info, name) == 8, "graft_value_info layout");
+GRAFT_STATIC_ASSERT(offsetof(graft_value_info, rank) == 16, "graft_value_info layout");
+#undef GRAFT_STATIC_ASSERT
+#endif
+
+#endif /* GRAFT_H */
