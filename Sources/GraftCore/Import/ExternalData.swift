@@ -7,18 +7,20 @@ import Glibc
 /// folder is refused. Each file is mapped once and shared by the tensors that point into it.
 package final class ExternalDataResolver {
     private let folder: String?
+    private let refusal: String
     private var files: [String: MappedFile] = [:]
 
-    /// `folder`: the model file's directory; nil when the model came from memory, in which
-    /// case any external reference is an error.
-    package init(folder: String?) {
+    /// `folder`: the model file's directory; nil when external data is not allowed (the model
+    /// came from memory, or the caller disabled it), and `refusal` says why.
+    package init(folder: String?, refusal: String = "the model was loaded from memory; load it from a path") {
         self.folder = folder
+        self.refusal = refusal
     }
 
     package func file(for location: String, tensor: String) throws -> MappedFile {
         if let f = files[location] { return f }
         guard let folder else {
-            throw GraftError(.invalidModel, "tensor '\(tensor)' keeps its data in external file '\(location)', but the model was loaded from memory; load it from a path")
+            throw GraftError(.invalidModel, "tensor '\(tensor)' keeps its data in external file '\(location)', but \(refusal)")
         }
         guard !location.isEmpty else {
             throw GraftError(.invalidModel, "tensor '\(tensor)' is marked external but has no location")

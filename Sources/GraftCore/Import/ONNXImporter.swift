@@ -9,22 +9,30 @@ package enum ONNXImporter {
     /// Files from IR 3 (ONNX 1.0 era) to IR 11 parse the same way for what Graft reads.
     package static let supportedIRVersions = 3...11
 
-    /// Loads the model at `path`; external data is looked up beside it.
-    package static func load(path: String) throws -> Graph {
+    /// Loads the model at `path`; external data is looked up beside it, or refused when
+    /// `externalData` is false.
+    package static func load(path: String, externalData: Bool = true) throws -> Graph {
         let file = try MappedFile(path: path)
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        return try load(bytes: file.bytes, folder: folder.isEmpty ? "/" : folder, source: path)
+        let externals = externalData
+            ? ExternalDataResolver(folder: folder.isEmpty ? "/" : folder)
+            : ExternalDataResolver(folder: nil, refusal: "external data is disabled in the model options")
+        return try load(bytes: file.bytes, externals: externals, source: path)
     }
 
     /// Loads a model from bytes. `folder` is where external data may live (nil: none allowed).
     package static func load(bytes: UnsafeRawBufferPointer, folder: String?, source: String = "<memory>") throws -> Graph {
+        try load(bytes: bytes, externals: ExternalDataResolver(folder: folder), source: source)
+    }
+
+    private static func load(bytes: UnsafeRawBufferPointer, externals: ExternalDataResolver, source: String) throws -> Graph {
         guard bytes.count > 0 else { throw GraftError(.invalidModel, "\(source): the file is empty") }
         var err = [CChar](repeating: 0, count: 512)
         guard let m = gx_model_parse(bytes.baseAddress, bytes.count, &err, err.count) else {
             throw GraftError(.invalidModel, "\(source): \(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
         defer { gx_model_free(m) }
-        return try Reader(model: m, source: source, externals: ExternalDataResolver(folder: folder)).read()
+        return try Reader(model: m, source: source, externals: externals).read()
     }
 }
 

@@ -9,20 +9,10 @@ package final class CoreModel: Sendable {
     /// the graph; runs still plan concretely).
     package let symbolicShapes: [String: [Dim]]?
 
-    /// Loads an ONNX file; external data is resolved inside the file's folder.
-    package convenience init(path: String) throws {
-        try self.init(graph: ONNXImporter.load(path: path), source: path)
-    }
-
-    /// Loads an ONNX file; with `externalData` false, a model that keeps tensors in external
-    /// files is refused (invalidModel) instead of reading them.
-    package convenience init(path: String, externalData: Bool) throws {
-        if externalData {
-            try self.init(path: path)
-        } else {
-            let file = try MappedFile(path: path)
-            try self.init(graph: ONNXImporter.load(bytes: file.bytes, folder: nil, source: path), source: path)
-        }
+    /// Loads an ONNX file; external data is resolved inside the file's folder, or, with
+    /// `externalData` false, refused (invalidModel) instead of read.
+    package convenience init(path: String, externalData: Bool = true) throws {
+        try self.init(graph: ONNXImporter.load(path: path, externalData: externalData), source: path)
     }
 
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).
