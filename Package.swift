@@ -26,7 +26,9 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "GraftCore", dependencies: ["COnnx", "COpenBLAS"]),
+        // include/graft_plugin.h (canonical, symlinked) for the plugin host and Swift plugins.
+        .target(name: "CGraftPlugin"),
+        .target(name: "GraftCore", dependencies: ["COnnx", "COpenBLAS", "CGraftPlugin"]),
         .target(name: "Graft", dependencies: ["GraftCore"]),
         // include/graft.h (canonical, symlinked into CGraft/include) and per-thread error storage.
         .target(name: "CGraft"),
