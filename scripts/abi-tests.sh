@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Tests of the C ABI and the bindings (issue 4):
+#  0. Tests/ABI/adapters.c: plugin loader errors (Tests/ABI/bad_plugin.c variants) and PEFT
+#     adapters through the C ABI against PyTorch + PEFT references;
 #  1. libGraftC.so exports exactly the functions graft.h declares, and nothing else (nm -D);
 #  2. C programs built as C99 and as C++17 (-Wall -Wextra -Werror) against include/graft.h:
 #     Tests/ABI/errors.c (every symbol, every error path, _Static_assert on struct layouts) and
@@ -50,12 +52,30 @@ check "errors.c as C++17" g++ -x c++ -std=c++17 "${flags[@]}" Tests/ABI/errors.c
 check "run_fixture.c as C99" gcc -std=c99 "${flags[@]}" Tests/ABI/run_fixture.c -o "$tmp/run_c99" "${link[@]}" -lm
 check "run_fixture.c as C++17" g++ -x c++ -std=c++17 "${flags[@]}" Tests/ABI/run_fixture.c -o "$tmp/run_cxx" "${link[@]}"
 check "raii.cpp as C++17" g++ -std=c++17 "${flags[@]}" -Ibindings/cpp Tests/ABI/raii.cpp -o "$tmp/raii" "${link[@]}"
+check "adapters.c as C99" gcc -std=c99 "${flags[@]}" Tests/ABI/adapters.c -o "$tmp/adapters_c99" "${link[@]}" -lm
+check "adapters.c as C++17" g++ -x c++ -std=c++17 "${flags[@]}" Tests/ABI/adapters.c -o "$tmp/adapters_cxx" "${link[@]}"
+# Broken plugins for the loader's error paths.
+mkdir -p "$tmp/bad"
+for variant in BAD_MAJOR NO_ENTRY NULL_TABLE SMALL_TABLE NULL_LOAD; do
+    lower=$(tr 'A-Z' 'a-z' <<<"$variant")
+    check "bad plugin $variant" gcc -std=c99 -shared -fPIC -fvisibility=hidden -Wall -Wextra -Werror -Iinclude \
+        -D"$variant" Tests/ABI/bad_plugin.c -o "$tmp/bad/$lower.so"
+done
 
 for prog in errors_c99 errors_cxx; do
     if [ -x "$tmp/$prog" ]; then
         out=$("$tmp/$prog" "$fixtures" 2>&1); rc=$?
         echo "$prog: $(tail -1 <<<"$out")"
         if [ $rc -eq 0 ]; then ok; else fail "$prog"; grep FAIL <<<"$out" | head -20; fi
+    fi
+done
+
+# Adapters and plugins through the C ABI (the plugins beside libGraftC.so in the build folder).
+for prog in adapters_c99 adapters_cxx; do
+    if [ -x "$tmp/$prog" ]; then
+        out=$("$tmp/$prog" "$fixtures" "$tmp/bad" 2>&1); rc=$?
+        echo "$prog: $(tail -1 <<<"$out")"
+        if [ $rc -eq 0 ]; then ok; else fail "$prog"; grep -E "FAIL|got|cannot|failed" <<<"$out" | head -20; fi
     fi
 done
 
