@@ -111,6 +111,8 @@ else fail "scripts/install.sh"; echo "$out" | tail; fi
 
 # 5. Python: pip install with the library next to the package, then pytest.
 export GRAFT_CLI="$bin/graft"
+# The installed package carries the library but not the plugins: point at the build's.
+export GRAFT_PLUGIN_PATH="$bin"
 py=python3
 unset GRAFT_LIBRARY
 if [ "${ABI_SKIP_PIP:-0}" = 1 ]; then
