@@ -28,6 +28,10 @@ struct Inspect: ParsableCommand {
             print("nodes:     \(imported.nodes.count) in the file, \(core.graph.nodes.count) after folding and dead-node removal")
             var histogram: [String: Int] = [:]
             for n in imported.nodes { histogram[KernelRegistry.key(domain: n.domain, opType: n.opType), default: 0] += 1 }
+            print("sites:     \(core.sites.count) linear layers adapters can attach to")
+            for site in core.sites {
+                print("  \(site.name)  \(site.inFeatures) → \(site.outFeatures)  (\(site.nodeName.isEmpty ? site.output : site.nodeName))")
+            }
             print("operators:")
             for (op, n) in histogram.sorted(by: { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }) {
                 print("  \(String(repeating: " ", count: max(0, 6 - String(n).count)))\(n)  \(op)")

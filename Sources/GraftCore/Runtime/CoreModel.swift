@@ -8,6 +8,10 @@ package final class CoreModel: Sendable {
     /// Symbolic dims of every value, from `SymbolicShapes` (nil when the probes could not plan
     /// the graph; runs still plan concretely).
     package let symbolicShapes: [String: [Dim]]?
+    /// Linear layers adapters can attach to, in graph order.
+    package let sites: [Site]
+    /// Site names as C strings for plugins.
+    package let siteNames: SiteNameTable
 
     /// Loads an ONNX file; external data is resolved inside the file's folder, or, with
     /// `externalData` false, refused (invalidModel) instead of read.
@@ -30,6 +34,8 @@ package final class CoreModel: Sendable {
         if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
         graph = g
         symbolicShapes = shapes
+        sites = SiteDiscovery.discover(g)
+        siteNames = SiteNameTable(sites)
         self.source = source
     }
 

@@ -12,6 +12,9 @@ package final class CoreSession {
     private var arenaCapacity = 0
     private var slots: UnsafeMutablePointer<UnsafeMutableRawPointer>?
     private var slotCapacity = 0
+    /// Adapters bound for every run, and the per-row set of the current run.
+    private let bound: SessionAdapters
+    private let perRow: SessionAdapters
 
     package init(model: CoreModel, threads: Int = 1) throws {
         guard threads >= 1, threads <= 256 else {
@@ -19,6 +22,16 @@ package final class CoreSession {
         }
         self.model = model
         self.threads = threads
+        bound = SessionAdapters(siteCount: model.sites.count)
+        perRow = SessionAdapters(siteCount: model.sites.count)
+    }
+
+    /// Binds adapters for every following run, each with a scale (replacing what was bound).
+    /// Unmerged (default): terms are evaluated at each site, and swapping is pointer work.
+    /// Merged: low-rank terms are folded into session-private weight copies (W + c·s·B·A) —
+    /// faster per run, costlier to bind; for one static adapter over whole batches.
+    package func setAdapters(_ adapters: [(CoreAdapter, Float)], merged: Bool = false) throws {
+        try bound.bind(adapters, model: model, merged: merged)
     }
 
     deinit {
@@ -57,25 +70,38 @@ package final class CoreSession {
     package func plan(for inputs: [HostTensor]) throws -> Plan {
         let key = inputs.flatMap { [Int($0.dtype.rawValue), $0.rank] + $0.shape }
         if let p = plans[key] { return p }
-        let p = try Plan.build(graph: model.graph, inputTypes: inputs.map { TensorType($0.dtype, $0.shape) }, threads: threads)
+        let p = try Plan.build(graph: model.graph, inputTypes: inputs.map { TensorType($0.dtype, $0.shape) }, threads: threads, sites: model.sites)
         if plans.count >= Self.maxCachedPlans { plans.removeAll() }
         plans[key] = p
         return p
     }
 
-    /// Runs the model. Outputs are new tensors keyed by output name.
-    package func run(_ named: [String: HostTensor]) throws -> [String: HostTensor] {
+    /// Runs the model. Outputs are new tensors keyed by output name. `rowAdapters`, when
+    /// given, names one adapter (or nil: the base model) per batch row for this run only, in
+    /// place of the bound adapters.
+    package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil) throws -> [String: HostTensor] {
         let inputs = try bind(named)
         let plan = try plan(for: inputs)
         let outputs = plan.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
-        try execute(plan, inputs: inputs, outputs: outputs)
+        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters)
         var result: [String: HostTensor] = [:]
         for (decl, t) in zip(model.graph.outputs, outputs) { result[decl.name] = t }
         return result
     }
 
     /// Runs `plan` reading `inputs` in place and writing `outputs` (types must match the plan).
-    package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor]) throws {
+    package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor], rowAdapters: [CoreAdapter?]? = nil) throws {
+        var active: SessionAdapters? = bound.isEmpty ? nil : bound
+        var batch = 1
+        if let rowAdapters {
+            guard !rowAdapters.isEmpty else { throw GraftError(.invalidArgument, "per-row adapters: the list is empty") }
+            if let first = inputs.first, first.rank > 0, first.shape[0] != rowAdapters.count {
+                throw GraftError(.invalidArgument, "per-row adapters name \(rowAdapters.count) rows but the batch has \(first.shape[0])")
+            }
+            try perRow.bindRows(rowAdapters, model: model)
+            active = perRow
+            batch = rowAdapters.count
+        }
         try reserve(arenaBytes: plan.arenaBytes, slots: plan.slotCount)
         let slots = self.slots!
         let arena = self.arena!
@@ -87,9 +113,29 @@ package final class CoreSession {
             case .output(let k): slots[i] = outputs[k].raw
             }
         }
+        if let active {
+            for (site, w) in active.mergedWeights {
+                if let s = plan.siteSlots[site] { slots[Int(s.weight)] = w.raw }
+            }
+        }
+        let sites = model.sites
         try withExtendedLifetime((inputs, outputs)) {
             for step in plan.steps {
+                guard let active else {
+                    try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
+                    continue
+                }
+                var restore: UnsafeMutableRawPointer?
+                if step.linearOf >= 0, let s = plan.siteSlots[Int(step.linearOf)] {
+                    restore = try active.scaleInput(site: Int(step.linearOf), slots: slots, at: s,
+                                                    inFeatures: sites[Int(step.linearOf)].inFeatures, batch: batch)
+                }
                 try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
+                if let restore, let s = plan.siteSlots[Int(step.linearOf)] { slots[Int(s.x)] = restore }
+                if step.outputOf >= 0, let s = plan.siteSlots[Int(step.outputOf)] {
+                    let site = sites[Int(step.outputOf)]
+                    try active.apply(site: site.index, slots: slots, at: s, inFeatures: site.inFeatures, outFeatures: site.outFeatures, batch: batch)
+                }
             }
             for (k, copySlot) in plan.outputCopySlots.enumerated() {
                 if let s = copySlot {

@@ -15,18 +15,35 @@ package final class Plan: @unchecked Sendable {
         let label: String
         let inputSlots: UnsafeMutablePointer<Int32>
         let outputSlots: UnsafeMutablePointer<Int32>
+        /// Site whose linear product this step computes (input scaling and merged weights
+        /// apply around it), or -1.
+        var linearOf: Int32 = -1
+        /// Site whose output is complete after this step (the product, or the bias add that
+        /// follows it): adapter terms and output scales are applied here. -1: none.
+        var outputOf: Int32 = -1
+    }
+
+    /// Where a site's buffers live in this plan.
+    package struct SiteSlots: Sendable {
+        package let x: Int32          // input activations [rows, in]
+        package let weight: Int32     // the weight constant
+        package let y: Int32          // the site's output [rows, out] (after its bias, if fused)
+        package let rows: Int
     }
 
     let sources: [Source]
     let steps: [Step]
+    /// Per site index: its slots in this plan (nil when the site was folded away).
+    package let siteSlots: [SiteSlots?]
     let arenaBytes: Int
     /// Per graph output: its type, and the slot to copy from when the output is not written by
     /// a step (a constant or a graph input passed through).
     package let outputTypes: [TensorType]
     let outputCopySlots: [Int?]
 
-    private init(sources: [Source], steps: [Step], arenaBytes: Int, outputTypes: [TensorType], outputCopySlots: [Int?]) {
+    private init(sources: [Source], steps: [Step], siteSlots: [SiteSlots?], arenaBytes: Int, outputTypes: [TensorType], outputCopySlots: [Int?]) {
         self.sources = sources
+        self.siteSlots = siteSlots
         self.steps = steps
         self.arenaBytes = arenaBytes
         self.outputTypes = outputTypes
@@ -82,7 +99,7 @@ package final class Plan: @unchecked Sendable {
     }
 
     /// Plans `graph` for the given concrete input types (in the order of `graph.inputs`).
-    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int) throws -> Plan {
+    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int, sites: [Site] = []) throws -> Plan {
         let compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
         let types = compiled.types
         let constants = compiled.constants
@@ -100,6 +117,35 @@ package final class Plan: @unchecked Sendable {
         // Liveness: last step reading each arena value.
         var lastUse: [String: Int] = [:]
         for (i, p) in pending.enumerated() { for name in p.node.inputs where !name.isEmpty { lastUse[name] = i } }
+
+        // Sites: the step computing each site's product, and the step after which its output
+        // is complete — the bias Add when the product's only reader adds a constant [out]
+        // vector, so that output scales cover the bias as the framework's Linear does.
+        var stepProducing: [String: Int] = [:]
+        var readers: [String: Int] = [:]
+        for (i, p) in pending.enumerated() {
+            for o in p.node.outputs where !o.isEmpty { stepProducing[o] = i }
+            for name in Set(p.node.inputs) where !name.isEmpty { readers[name, default: 0] += 1 }
+        }
+        let graphOutputs = Set(graph.outputs.map(\.name))
+        var linearStepOfSite: [Int: Int] = [:]
+        var outputStepOfSite: [Int: (step: Int, value: String)] = [:]
+        for site in sites {
+            guard let i = stepProducing[site.output] else { continue }
+            linearStepOfSite[site.index] = i
+            var final = (step: i, value: site.output)
+            if readers[site.output] == 1, !graphOutputs.contains(site.output),
+               let j = pending.indices.first(where: { pending[$0].node.opType == "Add" && pending[$0].node.inputs.contains(site.output) }),
+               pending[j].node.inputs.count == 2,
+               let other = pending[j].node.inputs.first(where: { $0 != site.output }), let bias = constants[other],
+               bias.count == site.outFeatures, bias.shape.last == site.outFeatures,
+               types[pending[j].node.outputs[0]] == types[site.output] {
+                final = (j, pending[j].node.outputs[0])
+            }
+            outputStepOfSite[site.index] = final
+            // x is read again when the site's output is complete.
+            lastUse[site.input] = max(lastUse[site.input] ?? 0, final.step)
+        }
 
         var arena = ArenaAllocator()
         var arenaOffset: [String: (offset: Int, bytes: Int)] = [:]
@@ -146,6 +192,8 @@ package final class Plan: @unchecked Sendable {
                 outs[j] = Int32(sources.count - 1)
             }
             steps.append(Step(kernel: p.kernel, label: p.node.label, inputSlots: ins, outputSlots: outs))
+            for (site, j) in linearStepOfSite where j == i { steps[i].linearOf = Int32(site) }
+            for (site, f) in outputStepOfSite where f.step == i { steps[i].outputOf = Int32(site) }
             // Release only after this step's outputs are placed, so outputs never alias inputs.
             for name in releaseAt[i] {
                 if let a = arenaOffset[name] { arena.release(a.offset, a.bytes) }
@@ -160,7 +208,13 @@ package final class Plan: @unchecked Sendable {
             outputTypes.append(t)
             copySlots.append(stepOutputs.contains(out.name) && outputIndex[out.name] == k ? nil : try slot(for: out.name))
         }
-        return Plan(sources: sources, steps: steps, arenaBytes: arena.high, outputTypes: outputTypes, outputCopySlots: copySlots)
+        var siteSlots = [SiteSlots?](repeating: nil, count: sites.count)
+        for site in sites {
+            guard let f = outputStepOfSite[site.index], let x = slotOf[site.input], let w = slotOf[site.weight],
+                  let y = slotOf[f.value], let xt = types[site.input] else { continue }
+            siteSlots[site.index] = SiteSlots(x: Int32(x), weight: Int32(w), y: Int32(y), rows: xt.count / max(site.inFeatures, 1))
+        }
+        return Plan(sources: sources, steps: steps, siteSlots: siteSlots, arenaBytes: arena.high, outputTypes: outputTypes, outputCopySlots: copySlots)
     }
 
     package var stepCount: Int { steps.count }

@@ -1,0 +1,234 @@
+import CGraftPlugin
+import COpenBLAS
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A session's adapter state: which terms apply at each site (built when adapters are bound
+/// or a run names per-row adapters), merged weights, and scratch for the skinny GEMMs.
+///
+/// At a site with input x [rows, in] and output y [rows, out], for each active term:
+///     U [m, r] = X_blk · Aᵀ          one GEMM per contiguous block of rows the term applies to
+///     U        = σ(U) ⊙ g            activation, per-token gate
+///     Y_blk   += (c · s) · U · Bᵀ    c: the caller's scale, s: the term's own
+/// then y ⊙= out_scale; input scales are applied to x before the site's product.
+final class SessionAdapters {
+    struct ActiveTerm {
+        let term: CoreAdapter.LowRank
+        let scale: Float
+        /// Batch rows the term applies to (nil: all).
+        let rows: [Int]?
+    }
+
+    struct ActiveScale {
+        let values: HostTensor
+        let rows: [Int]?
+    }
+
+    struct SiteState {
+        var terms: [ActiveTerm] = []
+        var inputScales: [ActiveScale] = []
+        var outputScales: [ActiveScale] = []
+    }
+
+    private(set) var sites: [SiteState?]
+    /// site → W' = W + Σ c·s·B·A, in the site's weight layout (merged mode only).
+    private(set) var mergedWeights: [Int: HostTensor] = [:]
+    private var scratch = ScratchBuffer()
+    private var gates = ScratchBuffer()
+    private var scaledInput = ScratchBuffer()
+
+    var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty }
+
+    init(siteCount: Int) {
+        sites = Array(repeating: nil, count: siteCount)
+    }
+
+    /// Adapters for the whole batch, each with a caller scale. In merged mode the low-rank
+    /// terms are folded into private copies of the weights; channel scales stay at run time.
+    func bind(_ bindings: [(CoreAdapter, Float)], model: CoreModel, merged: Bool) throws {
+        var next = [SiteState?](repeating: nil, count: model.sites.count)
+        var weights: [Int: HostTensor] = [:]
+        for (adapter, scale) in bindings {
+            try Self.checkBelongs(adapter, to: model)
+            guard scale.isFinite else { throw GraftError(.invalidArgument, "adapter '\(adapter.name)': scale \(scale) is not finite") }
+            if merged {
+                guard adapter.isMergeable else {
+                    throw GraftError(.unsupported, "adapter '\(adapter.name)' has gated or non-linear terms and cannot be merged; bind it unmerged")
+                }
+                for (site, terms) in adapter.lowRank {
+                    let w = try weights[site] ?? model.graph.initializers[model.sites[site].weight].map { $0.copy() }
+                        ?? { throw GraftError(.internalError, "site \(site) has no weight") }()
+                    for t in terms { Self.merge(t, scale: scale, into: w, layout: model.sites[site].layout) }
+                    weights[site] = w
+                }
+            } else {
+                for (site, terms) in adapter.lowRank {
+                    Self.edit(&next, site) { $0.terms += terms.map { ActiveTerm(term: $0, scale: scale * $0.scale, rows: nil) } }
+                }
+            }
+            Self.addScales(adapter, rows: nil, into: &next)
+        }
+        sites = next
+        mergedWeights = weights
+    }
+
+    /// Per-row adapters for one run: row b uses `rows[b]` (nil: the base model), scale 1.
+    func bindRows(_ rows: [CoreAdapter?], model: CoreModel) throws {
+        var next = [SiteState?](repeating: nil, count: model.sites.count)
+        var byAdapter: [ObjectIdentifier: (CoreAdapter, [Int])] = [:]
+        var order: [ObjectIdentifier] = []
+        for (b, a) in rows.enumerated() {
+            guard let a else { continue }
+            try Self.checkBelongs(a, to: model)
+            let id = ObjectIdentifier(a)
+            if byAdapter[id] == nil { order.append(id); byAdapter[id] = (a, []) }
+            byAdapter[id]!.1.append(b)
+        }
+        for id in order {
+            let (adapter, rowList) = byAdapter[id]!
+            for (site, terms) in adapter.lowRank {
+                Self.edit(&next, site) { $0.terms += terms.map { ActiveTerm(term: $0, scale: $0.scale, rows: rowList) } }
+            }
+            Self.addScales(adapter, rows: rowList, into: &next)
+        }
+        sites = next
+        mergedWeights = [:]
+    }
+
+    private static func checkBelongs(_ adapter: CoreAdapter, to model: CoreModel) throws {
+        guard adapter.model == ObjectIdentifier(model) else {
+            throw GraftError(.invalidArgument, "adapter '\(adapter.name)' was loaded for another model; load it for this one")
+        }
+    }
+
+    private static func addScales(_ adapter: CoreAdapter, rows: [Int]?, into next: inout [SiteState?]) {
+        for (site, v) in adapter.inputScales { edit(&next, site) { $0.inputScales.append(ActiveScale(values: v, rows: rows)) } }
+        for (site, v) in adapter.outputScales { edit(&next, site) { $0.outputScales.append(ActiveScale(values: v, rows: rows)) } }
+    }
+
+    private static func edit(_ states: inout [SiteState?], _ site: Int, _ change: (inout SiteState) -> Void) {
+        var state = states[site] ?? SiteState()
+        change(&state)
+        states[site] = state
+    }
+
+    /// W += c·s·(B·A) in W's layout: inOut W [in, out] gets (B·A)ᵀ, outIn W [out, in] gets B·A.
+    private static func merge(_ t: CoreAdapter.LowRank, scale: Float, into w: HostTensor, layout: Site.WeightLayout) {
+        let r = Int32(t.rank), inF = Int32(t.a.shape[1]), outF = Int32(t.b.shape[0])
+        let a = t.a.pointer(Float.self), b = t.b.pointer(Float.self), c = w.pointer(Float.self)
+        let alpha = scale * t.scale
+        switch layout {
+        case .inOut:   // W[in, out] += alpha · Aᵀ[in, r] · Bᵀ[r, out]
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, inF, outF, r, alpha, a, inF, b, r, 1, c, outF)
+        case .outIn:   // W[out, in] += alpha · B[out, r] · A[r, in]
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, outF, inF, r, alpha, b, r, a, inF, 1, c, inF)
+        }
+    }
+
+    // MARK: - Run time
+
+    /// Before the site's product: replaces x's slot with x ⊙ in_scale (per affected row) when
+    /// the site has input scales. Returns the original pointer to restore, or nil.
+    func scaleInput(site: Int, slots: UnsafeMutablePointer<UnsafeMutableRawPointer>, at s: Plan.SiteSlots,
+                    inFeatures: Int, batch: Int) throws -> UnsafeMutableRawPointer? {
+        guard let state = sites[site], !state.inputScales.isEmpty else { return nil }
+        let original = slots[Int(s.x)]
+        let n = s.rows * inFeatures
+        let dst = scaledInput.floats(n)
+        dst.update(from: original.assumingMemoryBound(to: Float.self), count: n)
+        for scale in state.inputScales {
+            try forEachBlock(scale.rows, rows: s.rows, batch: batch) { start, count in
+                let v = scale.values.pointer(Float.self)
+                for t in start..<start + count {
+                    let row = dst + t * inFeatures
+                    for i in 0..<inFeatures { row[i] *= v[i] }
+                }
+            }
+        }
+        slots[Int(s.x)] = UnsafeMutableRawPointer(dst)
+        return original
+    }
+
+    /// After the site's output is complete: adds the low-rank terms and applies output scales.
+    func apply(site: Int, slots: UnsafeMutablePointer<UnsafeMutableRawPointer>, at s: Plan.SiteSlots,
+               inFeatures inF: Int, outFeatures outF: Int, batch: Int) throws {
+        guard let state = sites[site] else { return }
+        let x = UnsafePointer(slots[Int(s.x)].assumingMemoryBound(to: Float.self))
+        let y = slots[Int(s.y)].assumingMemoryBound(to: Float.self)
+        for active in state.terms {
+            let t = active.term
+            let r = t.rank
+            let a = t.a.pointer(Float.self), b = t.b.pointer(Float.self)
+            try forEachBlock(active.rows, rows: s.rows, batch: batch) { start, m in
+                let u = scratch.floats(m * r)
+                let xb = x + start * inF, yb = y + start * outF
+                // U[m, r] = X[m, in] · Aᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(r), Int32(inF), 1, xb, Int32(inF), a, Int32(inF), 0, u, Int32(r))
+                Self.activate(u, count: m * r, t.activation)
+                if let gate = t.gate {
+                    let g = gates.floats(m)
+                    gate(t.gateContext, xb, Int64(m), Int64(inF), g)
+                    for i in 0..<m { for j in 0..<r { u[i * r + j] *= g[i] } }
+                }
+                // Y[m, out] += scale · U · Bᵀ
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(outF), Int32(r), active.scale, u, Int32(r), b, Int32(r), 1, yb, Int32(outF))
+            }
+        }
+        for scale in state.outputScales {
+            let v = scale.values.pointer(Float.self)
+            try forEachBlock(scale.rows, rows: s.rows, batch: batch) { start, m in
+                for t in start..<start + m {
+                    let row = y + t * outF
+                    for o in 0..<outF { row[o] *= v[o] }
+                }
+            }
+        }
+    }
+
+    /// Calls `body(firstToken, tokenCount)` for each contiguous block of tokens of `rowList`
+    /// (all tokens when nil). Tokens are split evenly into `batch` rows.
+    private func forEachBlock(_ rowList: [Int]?, rows tokens: Int, batch: Int, _ body: (Int, Int) throws -> Void) throws {
+        guard let rowList else {
+            if tokens > 0 { try body(0, tokens) }
+            return
+        }
+        guard batch > 0, tokens % batch == 0 else {
+            throw GraftError(.shapeMismatch, "per-row adapters name \(batch) rows, but a site sees \(tokens) tokens, which do not split evenly into them")
+        }
+        let perRow = tokens / batch
+        var i = 0
+        while i < rowList.count {
+            var j = i
+            while j + 1 < rowList.count && rowList[j + 1] == rowList[j] + 1 { j += 1 }
+            try body(rowList[i] * perRow, (j - i + 1) * perRow)
+            i = j + 1
+        }
+    }
+
+    private static func activate(_ u: UnsafeMutablePointer<Float>, count: Int, _ act: Int32) {
+        switch act {
+        case GRAFT_ACTIVATION_RELU: for i in 0..<count { u[i] = max(u[i], 0) }
+        case GRAFT_ACTIVATION_GELU: for i in 0..<count { u[i] = 0.5 * u[i] * (1 + erff(u[i] * 0.70710678)) }
+        case GRAFT_ACTIVATION_SILU: for i in 0..<count { u[i] = u[i] / (1 + expf(-u[i])) }
+        default: break
+        }
+    }
+}
+
+/// A growable float buffer reused across runs (allocates only when a larger size is asked).
+struct ScratchBuffer: ~Copyable {
+    private var pointer: UnsafeMutablePointer<Float>?
+    private var capacity = 0
+
+    mutating func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
+        if n > capacity || pointer == nil {
+            pointer?.deallocate()
+            capacity = max(n, 16)
+            pointer = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
+        }
+        return pointer!
+    }
+
+    deinit { pointer?.deallocate() }
+}

@@ -1,0 +1,47 @@
+import CGraftPlugin
+
+/// An adapter built by a plugin for one model: immutable, reference-counted, shareable by any
+/// number of sessions on any threads. Binding it to a session is pointer work.
+package final class CoreAdapter: @unchecked Sendable {
+    /// One low-rank term `s · B σ(A x)` (gated per token when `gate` is set).
+    package struct LowRank: @unchecked Sendable {
+        package let site: Int
+        package let rank: Int
+        package let a: HostTensor            // [rank, in]
+        package let b: HostTensor            // [out, rank]
+        package let scale: Float
+        package let activation: Int32        // GRAFT_ACTIVATION_*
+        package let gate: graft_gate_fn?
+        package let gateContext: UnsafeMutableRawPointer?
+    }
+
+    package let name: String
+    package let source: String
+    package let plugin: String
+    /// The model the adapter was built against (sites are per model).
+    package let model: ObjectIdentifier
+    /// Terms per site index.
+    package let lowRank: [Int: [LowRank]]
+    /// Per-channel scales per site index: on the site's input [in] and output [out].
+    package let inputScales: [Int: HostTensor]
+    package let outputScales: [Int: HostTensor]
+
+    package init(name: String, source: String, plugin: String, model: ObjectIdentifier,
+                 lowRank: [Int: [LowRank]], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor]) {
+        self.name = name
+        self.source = source
+        self.plugin = plugin
+        self.model = model
+        self.lowRank = lowRank
+        self.inputScales = inputScales
+        self.outputScales = outputScales
+    }
+
+    /// Sites the adapter touches, sorted.
+    package var sites: [Int] { Array(Set(lowRank.keys).union(inputScales.keys).union(outputScales.keys)).sorted() }
+
+    /// Whether the terms are plain linear maps (no gate, no activation): what merging needs.
+    package var isMergeable: Bool {
+        lowRank.values.allSatisfy { $0.allSatisfy { $0.gate == nil && $0.activation == GRAFT_ACTIVATION_IDENTITY } }
+    }
+}
