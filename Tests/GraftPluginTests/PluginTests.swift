@@ -134,11 +134,10 @@ struct PluginTests {
         let lora = try loraPlugin.get()
         let base = try String(contentsOfFile: Paths.adapters + "/bert/lora_qv_r8/adapter_config.json", encoding: .utf8)
         func edited(_ key: String, _ json: String) -> String {
-            // Replaces the value of a top-level key (the fixture writes one key per line).
-            base.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-                line.trimmingCharacters(in: .whitespaces).hasPrefix("\"\(key)\":")
-                    ? "  \"\(key)\": \(json)" + (line.hasSuffix(",") ? "," : "") : String(line)
-            }.joined(separator: "\n")
+            // The fixture's config with one top-level value replaced (key order is not kept).
+            var object = try! JSONSerialization.jsonObject(with: Data(base.utf8)) as! [String: Any]
+            object[key] = try! JSONSerialization.jsonObject(with: Data(json.utf8), options: .fragmentsAllowed)
+            return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
         }
         let cases: [(config: String, status: Int32, says: String)] = [
             (edited("use_dora", "true"), GRAFT_PLUGIN_UNSUPPORTED, "DoRA"),
@@ -161,7 +160,7 @@ struct PluginTests {
             let dir = try copyOfFixture("bert/lora_qv_r8", config: c.config)
             let (status, builder, error) = lora.load(dir, sites: bertSites)
             #expect(status == c.status, "\(c.says): \(error)")
-            #expect(error.contains(c.says), "\(error)")
+            #expect(c.says.isEmpty || error.contains(c.says), "\(error)")
             if status != GRAFT_PLUGIN_OK { #expect(builder.terms.isEmpty, "terms added before a refusal") }
         }
     }
@@ -269,7 +268,7 @@ struct PluginTests {
             ])
             let (status, _, error) = lora.load(dir, sites: bertSites)
             #expect(status != GRAFT_PLUGIN_OK)
-            #expect(error.contains(c.says), "\(error)")
+            #expect(c.says.isEmpty || error.contains(c.says), "\(error)")
         }
         // lora_A without lora_B
         let dir = try temporaryDirectory("half")
@@ -316,7 +315,7 @@ struct PluginTests {
             let name = module["module"] as! String
             let scale = try #require(builder.scales.first { builder.sites[$0.site].name == name }, "no scale at \(name)")
             #expect(scale.which == ((module["scales"] as! String) == "input" ? 0 : 1), "\(name)")
-            #expect(scale.values == file.values("base_model.model.\(name).ia3_l.weight"))
+            #expect(scale.values == file.values("base_model.model.\(name).ia3_l"))
         }
         #expect(builder.terms.isEmpty)
     }
@@ -337,7 +336,7 @@ struct PluginTests {
             let dir = try copyOfFixture("bert/ia3", config: c.config)
             let (status, builder, error) = ia3.load(dir, sites: bertSites)
             #expect(status == c.status, "\(c.says): \(error)")
-            #expect(error.contains(c.says), "\(error)")
+            #expect(c.says.isEmpty || error.contains(c.says), "\(error)")
             if status != GRAFT_PLUGIN_OK { #expect(builder.scales.isEmpty) }
         }
         // Sites: unknown module, and a mismatched size.
@@ -347,7 +346,7 @@ struct PluginTests {
         let wide = bertSites.map { $0.name == "encoder.layer.1.output.dense" ? Site(name: $0.name, inFeatures: 96, outFeatures: 64) : $0 }
         (status, _, error) = ia3.load(Paths.adapters + "/bert/ia3", sites: wide)
         #expect(status == GRAFT_PLUGIN_SHAPE_MISMATCH)
-        #expect(error.contains("base_model.model.encoder.layer.1.output.dense.ia3_l.weight has shape [1, 128]; expected [1, in_features]"), "\(error)")
+        #expect(error.contains("base_model.model.encoder.layer.1.output.dense.ia3_l has shape [1, 128]; expected [1, in_features]"), "\(error)")
         // Only a pickle.
         let pickle = try copyOfFixture("bert/ia3", dropping: ["adapter_model.safetensors"])
         try Data([0x80, 0x02]).write(to: URL(fileURLWithPath: pickle + "/adapter_model.bin"))
@@ -359,7 +358,7 @@ struct PluginTests {
         try writeSafetensors(stray + "/adapter_model.safetensors", [("base_model.model.encoder.layer.0.attention.self.key.lora_A.weight", [1, 64], [Float](repeating: 1, count: 64))])
         (status, _, error) = ia3.load(stray, sites: bertSites)
         #expect(status == GRAFT_PLUGIN_UNSUPPORTED)
-        #expect(error.contains("reads only base_model.model.<module>.ia3_l.weight"))
+        #expect(error.contains("reads only base_model.model.<module>.ia3_l"))
     }
 
     // MARK: minimal.c

@@ -2,8 +2,9 @@
  * ia3.c — (IA)³ adapters from PEFT "IA3" directories, as a Graft plugin in plain C99 on
  * graft_plugin.h alone.
  *
- * PEFT's (IA)³ learns one vector l per adapted linear layer (key
- * base_model.model.<module>.ia3_l.weight):
+ * PEFT's (IA)³ learns one vector l per adapted linear layer, saved under the key
+ * base_model.model.<module>.ia3_l (ia3_l is a ParameterDict, so PEFT's saved key has no
+ * ".weight"; the form base_model.model.<module>.ia3_l.weight is accepted too):
  *   - a module listed in feedforward_modules: l has shape [1, in] and scales the layer's INPUT,
  *     y = W (l ⊙ x) + b;
  *   - any other target: l has shape [out, 1] and scales the layer's OUTPUT, y = l ⊙ (W x + b).
@@ -27,7 +28,8 @@
 #define IA3_MESSAGE 2048
 
 static const char key_prefix[] = "base_model.model.";
-static const char key_suffix[] = ".ia3_l.weight";
+/* PEFT saves ia3_l (a ParameterDict entry) without ".weight"; accept both forms. */
+static const char *const key_suffixes[] = { ".ia3_l", ".ia3_l.weight" };
 
 /* ------------------------------------------------------------------------------------------ */
 /* Files                                                                                       */
@@ -466,11 +468,13 @@ static int32_t load_open(const graft_host_api *host, const char *dir, graft_adap
         t.struct_size = sizeof t;
         if ((status = host->safetensors_get(file, i, &t)) != GRAFT_PLUGIN_OK) break; /* host's message */
         const char *key = t.name ? t.name : "";
-        size_t n = strlen(key), pn = sizeof key_prefix - 1, sn = sizeof key_suffix - 1;
-        if (n <= pn + sn || strncmp(key, key_prefix, pn) != 0 || !ends_with(key, key_suffix) || n - pn - sn >= IA3_MAX_NAME) {
+        size_t n = strlen(key), pn = sizeof key_prefix - 1, sn = 0;
+        for (size_t k = 0; k < sizeof key_suffixes / sizeof key_suffixes[0]; k++)
+            if (ends_with(key, key_suffixes[k])) sn = strlen(key_suffixes[k]);
+        if (sn == 0 || n <= pn + sn || strncmp(key, key_prefix, pn) != 0 || n - pn - sn >= IA3_MAX_NAME) {
             snprintf(message, IA3_MESSAGE,
                      "ia3: adapter_model.safetensors holds %.500s; the IA3 plugin reads only "
-                     "base_model.model.<module>.ia3_l.weight", key);
+                     "base_model.model.<module>.ia3_l (or .ia3_l.weight)", key);
             status = failed(host, GRAFT_PLUGIN_UNSUPPORTED, message);
             break;
         }
