@@ -380,3 +380,34 @@ struct PluginTests {
         #expect(minimal.load(dir, sites: bertSites).status == GRAFT_PLUGIN_INVALID_ARGUMENT)
     }
 }
+
+@Suite("Plugin files")
+struct PluginFileTests {
+    /// docs/PLUGINS.md shows the complete minimal plugin: it must be minimal.c, verbatim.
+    @Test func docsShowMinimalC() throws {
+        let doc = try String(contentsOfFile: Paths.root + "/docs/PLUGINS.md", encoding: .utf8)
+        let source = try String(contentsOfFile: Paths.root + "/Plugins/examples/minimal/minimal.c", encoding: .utf8)
+        #expect(doc.contains("```c\n" + source + "```"))
+    }
+
+    /// Each plugin exports graft_plugin_entry and nothing else.
+    @Test(arguments: ["GraftPluginLoRA", "GraftPluginIA3", "GraftPluginMinimal"])
+    func exportsOnlyTheEntry(library: String) throws {
+        let dir = try #require(Paths.pluginDirectory())
+        let nm = Process()
+        nm.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        nm.arguments = ["nm", "-D", "--defined-only", dir + "/lib\(library).so"]
+        let pipe = Pipe()
+        nm.standardOutput = pipe
+        try nm.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        nm.waitUntilExit()
+        // Global symbols have an upper-case type letter.
+        let globals = output.split(separator: "\n").compactMap { line -> String? in
+            let parts = line.split(separator: " ")
+            guard parts.count == 3, parts[1].first?.isUppercase == true else { return nil }
+            return String(parts[2])
+        }
+        #expect(globals == ["graft_plugin_entry"])
+    }
+}
