@@ -73,8 +73,9 @@
  *   If your program calls OpenBLAS itself, note that its thread setting is process-wide.
  * - graft_last_error() is per thread.
  *
- * Adapters (LoRA and similar) are declared here by the plugin work, together with their
- * run options; they are not part of this version of the header.
+ * Adapters (LoRA, (IA)3 and other plugin-made adapters) are declared at the end of this
+ * header: load one per model with graft_adapter_load, bind with graft_session_set_adapters
+ * (or per batch row through graft_run_options_set_row_adapters).
  */
 #ifndef GRAFT_H
 #define GRAFT_H
@@ -349,8 +350,8 @@ GRAFT_API graft_status graft_session_create(const graft_model *model,
  * Thread safety: not while the session is running. */
 GRAFT_API void graft_session_free(graft_session *session);
 
-/* Options for one run. Reserved for per-run settings (adapters, arriving with the plugin
- * work); it has no setters yet. Pass NULL to graft_session_run.
+/* Options for one run: per-row adapters (graft_run_options_set_row_adapters). Pass NULL to
+ * graft_session_run for none. Run options may be reused across runs.
  * Thread safety: one thread at a time. */
 typedef struct graft_run_options graft_run_options;
 
@@ -389,7 +390,8 @@ GRAFT_API graft_status graft_session_output_shape(graft_session *session,
  *   graft_session_output_shape reports and byte_size must be exactly the size of that
  *   shape; data is overwritten. Outputs not requested are computed into internal scratch.
  *   outputs may be NULL when n_outputs is 0.
- * run_options: NULL (reserved).
+ * run_options: NULL, or options naming one adapter per batch row for this run
+ *   (graft_run_options_set_row_adapters), which then replace the session's bound adapters.
  * On failure the contents of output buffers are unspecified.
  * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL session, bad struct_size,
  *   unknown, missing or repeated name, wrong dtype, rank, dimension, byte_size or alignment,
@@ -403,6 +405,101 @@ GRAFT_API graft_status graft_session_run(graft_session *session, const graft_ten
                                          size_t n_inputs, graft_tensor *outputs,
                                          size_t n_outputs,
                                          const graft_run_options *run_options);
+
+/* ------------------------------------------------------------------------------------------
+ * Adapters
+ *
+ * An adapter (a PEFT LoRA directory, an (IA)3 directory, ...) is loaded for one model by the
+ * plugin that claims its path (include/graft_plugin.h). Plugins are found, once per process,
+ * beside libgraft.so (files named libGraftPlugin*.so) and in GRAFT_PLUGIN_PATH (a
+ * colon-separated list of plugin files or folders), or loaded explicitly with
+ * graft_plugin_load. An adapter is immutable and reference-counted: share it between sessions
+ * and threads; a session keeps what it uses alive, so freeing an adapter that a session still
+ * uses is safe.
+ * ------------------------------------------------------------------------------------------ */
+typedef struct graft_adapter graft_adapter;
+
+/* Loads the adapter plugin at `path` (a shared object exporting graft_plugin_entry) unless
+ * it is loaded already. Plugins are never unloaded.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL path, no entry symbol, a
+ *   malformed table); GRAFT_STATUS_UNSUPPORTED (another plugin ABI major: the message names
+ *   both versions); GRAFT_STATUS_IO (the file cannot be loaded).
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_plugin_load(const char *path);
+
+/* Number of loaded plugins (after discovery beside libgraft.so and in GRAFT_PLUGIN_PATH).
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for a NULL count.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_plugin_count(size_t *count);
+
+/* Name, version and one-line description of plugin `index` (load order). Strings stay valid
+ * for the life of the process. Any out pointer may be NULL.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for an index out of range.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_plugin_info(size_t index, const char **name, const char **version,
+                                         const char **description);
+
+/* Loads the adapter at `path` (file or directory) for `model`, with the first loaded plugin
+ * that claims it.
+ * out: receives the adapter; free with graft_adapter_free. Set to NULL on failure.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL argument; a weight naming a
+ *   layer the model does not have: the message lists the closest sites); GRAFT_STATUS_IO (no
+ *   such path); GRAFT_STATUS_UNSUPPORTED (no plugin claims the path, or the plugin refuses a
+ *   feature, e.g. DoRA); GRAFT_STATUS_INVALID_DATA (corrupt safetensors or config);
+ *   GRAFT_STATUS_SHAPE_MISMATCH (weights that do not fit their layer).
+ * Thread safety: any thread; the model may be in use by sessions meanwhile. */
+GRAFT_API graft_status graft_adapter_load(const graft_model *model, const char *path,
+                                          graft_adapter **out);
+
+/* Releases the caller's reference. NULL is a no-op. Sessions that use the adapter keep it.
+ * Thread safety: any thread. */
+GRAFT_API void graft_adapter_free(graft_adapter *adapter);
+
+/* The adapter's name (the plugin's choice; by default the last path component). Valid while
+ * the adapter lives. Returns "" for NULL.
+ * Thread safety: any thread. */
+GRAFT_API const char *graft_adapter_name(const graft_adapter *adapter);
+
+/* Binds adapters to a session for every following run, replacing what was bound (count 0:
+ * the base model). The output is W x + sum_k scales[k] * (adapter k's terms).
+ * adapters: `count` adapters loaded for the session's model.
+ * scales: `count` finite scales, or NULL for 1.0 each.
+ * merged: 0 to evaluate the terms at each layer per run (swapping is pointer work, well under
+ *   a millisecond); 1 to fold low-rank terms into session-private copies of the weights
+ *   (slower to bind, no per-run cost; for one static adapter over whole batches; gated or
+ *   non-linear terms cannot be merged). Both give the same outputs within float tolerance.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL session, NULL adapters with
+ *   count > 0, an adapter loaded for another model, a non-finite scale, session busy);
+ *   GRAFT_STATUS_UNSUPPORTED (merging an adapter that cannot be merged).
+ * Thread safety: one thread at a time per session (as graft_session_run). */
+GRAFT_API graft_status graft_session_set_adapters(graft_session *session,
+                                                  graft_adapter *const *adapters,
+                                                  const float *scales, size_t count,
+                                                  int32_t merged);
+
+/* Names one adapter per batch row for runs with these options (a mixed batch): row b uses
+ * adapters[b] at scale 1, or the base model where adapters[b] is NULL. count must equal the
+ * batch size of the run; count 0 clears it. The options keep the adapters alive.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT (NULL options, NULL adapters
+ *   with count > 0).
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_run_options_set_row_adapters(graft_run_options *options,
+                                                          graft_adapter *const *adapters,
+                                                          size_t count);
+
+/* Number of adapter sites (linear layers adapters can attach to) of a model.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL arguments.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_model_site_count(const graft_model *model, size_t *count);
+
+/* Site `index`: its source module name (e.g. "encoder.layer.0.attention.self.query", valid
+ * while the model lives) and its in/out features. Out pointers may be NULL.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL model or an index out
+ *   of range.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_model_site_info(const graft_model *model, size_t index,
+                                             const char **name, int64_t *in_features,
+                                             int64_t *out_features);
 
 #ifdef __cplusplus
 } /* extern "C" */

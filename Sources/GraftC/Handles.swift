@@ -75,7 +75,23 @@ final class SessionOptionsBox {
     var threads: Int32 = 1
 }
 
-final class RunOptionsBox {}
+final class RunOptionsBox {
+    /// Per-row adapters for runs with these options (nil: use the session's bound adapters).
+    var rowAdapters: [CoreAdapter?]?
+}
+
+/// An adapter plus its name as a C string.
+final class AdapterBox {
+    let core: CoreAdapter
+    let name: UnsafeMutablePointer<CChar>
+
+    init(core: CoreAdapter) {
+        self.core = core
+        name = strdup(core.name)
+    }
+
+    deinit { free(name) }
+}
 
 // MARK: - Handle conversion
 

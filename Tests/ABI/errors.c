@@ -274,6 +274,38 @@ int main(int argc, char **argv) {
     CHECK(graft_session_run(session, in, 2, out, 2, NULL) == GRAFT_STATUS_OK);
     CHECK(strstr(graft_last_error(), "missing") != NULL);
 
+    /* Adapters and plugins: every entry point's error paths (the passthrough model has no
+       linear layers, so it has no sites and no adapter can attach to it). */
+    size_t count = 99;
+    const char *pname = NULL;
+    EXPECT(graft_plugin_load(NULL), GRAFT_STATUS_INVALID_ARGUMENT, "path");
+    EXPECT(graft_plugin_load("/nonexistent/libGraftPluginX.so"), GRAFT_STATUS_IO, "/nonexistent/libGraftPluginX.so");
+    EXPECT(graft_plugin_count(NULL), GRAFT_STATUS_INVALID_ARGUMENT, "count");
+    CHECK(graft_plugin_count(&count) == GRAFT_STATUS_OK);
+    EXPECT(graft_plugin_info(count, &pname, NULL, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "out of range");
+    graft_adapter *adapter = NULL;
+    EXPECT(graft_adapter_load(NULL, "x", &adapter), GRAFT_STATUS_INVALID_ARGUMENT, "model");
+    EXPECT(graft_adapter_load(model, NULL, &adapter), GRAFT_STATUS_INVALID_ARGUMENT, "path");
+    EXPECT(graft_adapter_load(model, "x", NULL), GRAFT_STATUS_INVALID_ARGUMENT, "out");
+    EXPECT(graft_adapter_load(model, "/nonexistent/adapter", &adapter), GRAFT_STATUS_IO, "does not exist");
+    CHECK(adapter == NULL);
+    EXPECT(graft_adapter_load(model, fixtures, &adapter), GRAFT_STATUS_UNSUPPORTED, "no plugin claims");
+    graft_adapter_free(NULL);
+    CHECK(strcmp(graft_adapter_name(NULL), "") == 0);
+    EXPECT(graft_session_set_adapters(NULL, NULL, NULL, 0, 0), GRAFT_STATUS_INVALID_ARGUMENT, "session");
+    EXPECT(graft_session_set_adapters(session, NULL, NULL, 1, 0), GRAFT_STATUS_INVALID_ARGUMENT, "adapters");
+    graft_adapter *null_adapter = NULL;
+    EXPECT(graft_session_set_adapters(session, &null_adapter, NULL, 1, 0), GRAFT_STATUS_INVALID_ARGUMENT, "adapters[0] is NULL");
+    CHECK(graft_session_set_adapters(session, NULL, NULL, 0, 0) == GRAFT_STATUS_OK);
+    EXPECT(graft_run_options_set_row_adapters(NULL, NULL, 0), GRAFT_STATUS_INVALID_ARGUMENT, "options");
+    EXPECT(graft_run_options_set_row_adapters(ro, NULL, 2), GRAFT_STATUS_INVALID_ARGUMENT, "adapters");
+    CHECK(graft_run_options_set_row_adapters(ro, NULL, 0) == GRAFT_STATUS_OK);
+    EXPECT(graft_model_site_count(NULL, &count), GRAFT_STATUS_INVALID_ARGUMENT, "model");
+    EXPECT(graft_model_site_count(model, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "count");
+    CHECK(graft_model_site_count(model, &count) == GRAFT_STATUS_OK && count == 0);
+    EXPECT(graft_model_site_info(model, 0, NULL, NULL, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "out of range");
+    EXPECT(graft_model_site_info(NULL, 0, NULL, NULL, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "model");
+
     /* A session keeps its model alive: free the model first, run again, then free the session. */
     graft_model_free(model);
     CHECK(graft_session_run(session, in, 2, out, 2, NULL) == GRAFT_STATUS_OK);

@@ -240,8 +240,8 @@ package final class SiteNameTable: @unchecked Sendable {
         nodes = sites.map { strdup($0.nodeName) }
     }
 
-    func name(_ i: Int) -> UnsafePointer<CChar> { UnsafePointer(names[i]) }
-    func node(_ i: Int) -> UnsafePointer<CChar> { UnsafePointer(nodes[i]) }
+    package func name(_ i: Int) -> UnsafePointer<CChar> { UnsafePointer(names[i]) }
+    package func node(_ i: Int) -> UnsafePointer<CChar> { UnsafePointer(nodes[i]) }
 
     deinit {
         names.forEach { free($0) }

@@ -14,7 +14,7 @@ serialised by a lock.
 
 import ctypes
 import threading
-from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -25,7 +25,7 @@ from ._capi import (  # noqa: F401  (public status codes)
     STATUS_SHAPE_MISMATCH, STATUS_LIMIT_EXCEEDED, STATUS_INVALID_DATA, STATUS_INTERNAL,
 )
 
-__all__ = ["Model", "Session", "TensorInfo", "GraftError", "version", "abi_version"]
+__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "version", "abi_version", "load_plugin", "plugins"]
 __version__ = "0.1.0"
 
 _TO_NUMPY = {
@@ -128,6 +128,30 @@ class Model:
             values.append(TensorInfo(info.name.decode(), dtype, shape))
         return values
 
+    def load_adapter(self, path) -> "Adapter":
+        """Loads the adapter at `path` (a PEFT LoRA or (IA)3 directory, or anything a loaded
+        plugin claims) for this model. Raises GraftError when no plugin claims it, when it
+        names a layer the model lacks (the message lists the closest), or when it is corrupt."""
+        if self._handle is None:
+            raise _closed("model")
+        handle = ctypes.c_void_p()
+        _c.graft_adapter_load(self._handle, str(path).encode(), ctypes.byref(handle))
+        return Adapter(handle)
+
+    @property
+    def sites(self) -> List[Tuple[str, int, int]]:
+        """The layers adapters can attach to: (module name, in_features, out_features)."""
+        if self._handle is None:
+            raise _closed("model")
+        n = ctypes.c_size_t()
+        _c.graft_model_site_count(self._handle, ctypes.byref(n))
+        out = []
+        for i in range(n.value):
+            name, fin, fout = ctypes.c_char_p(), ctypes.c_int64(), ctypes.c_int64()
+            _c.graft_model_site_info(self._handle, i, ctypes.byref(name), ctypes.byref(fin), ctypes.byref(fout))
+            out.append((name.value.decode(), fin.value, fout.value))
+        return out
+
     def session(self, threads: int = 1) -> "Session":
         """A new session for running the model from one thread at a time."""
         if self._handle is None:
@@ -170,6 +194,73 @@ class Model:
         return f"graft.Model(inputs={self.inputs}, outputs={self.outputs})"
 
 
+def load_plugin(path) -> None:
+    """Loads an adapter plugin (a shared object exporting graft_plugin_entry). Plugins beside
+    the library and in GRAFT_PLUGIN_PATH are found automatically."""
+    _c.graft_plugin_load(str(path).encode())
+
+
+def plugins() -> List[Tuple[str, str, str]]:
+    """The loaded plugins: (name, version, description)."""
+    n = ctypes.c_size_t()
+    _c.graft_plugin_count(ctypes.byref(n))
+    out = []
+    for i in range(n.value):
+        name, version, desc = ctypes.c_char_p(), ctypes.c_char_p(), ctypes.c_char_p()
+        _c.graft_plugin_info(i, ctypes.byref(name), ctypes.byref(version), ctypes.byref(desc))
+        out.append((name.value.decode(), version.value.decode(), desc.value.decode()))
+    return out
+
+
+class Adapter:
+    """An adapter loaded for one model (Model.load_adapter). Shareable between sessions and
+    threads; sessions keep what they use alive, so close() while bound is safe."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    @property
+    def name(self) -> str:
+        return _c.graft_adapter_name(self._handle).decode() if self._handle is not None else ""
+
+    def close(self) -> None:
+        """Releases this reference. Idempotent."""
+        handle, self._handle = getattr(self, "_handle", None), None
+        if handle is not None:
+            _c.graft_adapter_free(handle)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"graft.Adapter({self.name!r})"
+
+
+def _adapter_array(adapters, allow_none: bool):
+    arr = (ctypes.c_void_p * max(len(adapters), 1))()
+    for i, a in enumerate(adapters):
+        if a is None:
+            if not allow_none:
+                raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"adapters[{i}] is None")
+            arr[i] = None
+        elif not isinstance(a, Adapter):
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"adapters[{i}] is not a graft.Adapter")
+        elif a._handle is None:
+            raise _closed("adapter")
+        else:
+            arr[i] = a._handle.value
+    return arr
+
+
 class Session:
     """Runs a model; use from one thread at a time. Create with `model.session(threads=...)`."""
 
@@ -187,13 +278,42 @@ class Session:
         finally:
             _c.graft_session_options_free(opts)
 
-    def run(self, inputs: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        """Runs on `inputs` (every declared input, by name; array-likes are converted with
-        numpy, C-contiguous native arrays are passed without copying) and returns every output
-        as a new numpy array, by name. Raises GraftError for a missing or unknown input, a
-        wrong dtype, rank or dimension, or data invalid at run time."""
+    def set_adapters(self, adapters: Sequence["Adapter"], scales: Optional[Sequence[float]] = None,
+                     merged: bool = False) -> None:
+        """Binds adapters for every following run: y = W x + sum_k scales[k] * terms_k (scales
+        default to 1). merged=True folds low-rank terms into session-private weights (no per-run
+        cost, slower to bind). An empty list returns to the base model."""
         if self._handle is None:
             raise _closed("session")
+        adapters = list(adapters)
+        if scales is not None and len(scales) != len(adapters):
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"{len(adapters)} adapters but {len(scales)} scales")
+        arr = _adapter_array(adapters, allow_none=False)
+        sc = (ctypes.c_float * max(len(adapters), 1))(*(scales if scales is not None else [1.0] * len(adapters)))
+        _c.graft_session_set_adapters(self._handle, arr, sc, len(adapters), 1 if merged else 0)
+        self._bound = adapters   # keep the Python objects alive while bound
+
+    def run(self, inputs: Dict[str, np.ndarray], row_adapters: Optional[Sequence[Optional["Adapter"]]] = None
+            ) -> Dict[str, np.ndarray]:
+        """Runs on `inputs` (every declared input, by name; array-likes are converted with
+        numpy, C-contiguous native arrays are passed without copying) and returns every output
+        as a new numpy array, by name. `row_adapters` names one adapter (or None: the base
+        model) per batch row for this run only. Raises GraftError for a missing or unknown
+        input, a wrong dtype, rank or dimension, or data invalid at run time."""
+        if self._handle is None:
+            raise _closed("session")
+        if row_adapters is None:
+            return self._run(inputs, None)
+        opts = ctypes.c_void_p()
+        _c.graft_run_options_create(ctypes.byref(opts))
+        try:
+            rows = list(row_adapters)
+            _c.graft_run_options_set_row_adapters(opts, _adapter_array(rows, allow_none=True), len(rows))
+            return self._run(inputs, opts)
+        finally:
+            _c.graft_run_options_free(opts)
+
+    def _run(self, inputs, run_options) -> Dict[str, np.ndarray]:
         if not isinstance(inputs, dict):
             raise GraftError(_c.STATUS_INVALID_ARGUMENT, "inputs must be a dict of name -> array")
         n = len(inputs)
@@ -234,7 +354,7 @@ class Session:
             shapes.append(shape)
             out_tensors[k] = _c.Tensor(ctypes.sizeof(_c.Tensor), dtype.value, None, out.ndim, shape,
                                        out.ctypes.data, out.nbytes)
-        _c.graft_session_run(self._handle, tensors, n, out_tensors, len(outputs), None)
+        _c.graft_session_run(self._handle, tensors, n, out_tensors, len(outputs), run_options)
         return dict(zip(self._output_names, outputs))
 
     def close(self) -> None:

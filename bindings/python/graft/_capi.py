@@ -220,6 +220,39 @@ graft_session_run = _bind(
     "graft_session_run", graft_status,
     [handle, ctypes.POINTER(Tensor), ctypes.c_size_t, ctypes.POINTER(Tensor), ctypes.c_size_t, handle])
 
+# graft_status graft_plugin_load(const char *path);
+graft_plugin_load = _bind("graft_plugin_load", graft_status, [ctypes.c_char_p])
+# graft_status graft_plugin_count(size_t *count);
+graft_plugin_count = _bind("graft_plugin_count", graft_status, [c_size_p])
+# graft_status graft_plugin_info(size_t index, const char **name, const char **version,
+#                                const char **description);
+graft_plugin_info = _bind(
+    "graft_plugin_info", graft_status,
+    [ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p),
+     ctypes.POINTER(ctypes.c_char_p)])
+# graft_status graft_adapter_load(const graft_model *model, const char *path, graft_adapter **out);
+graft_adapter_load = _bind("graft_adapter_load", graft_status, [handle, ctypes.c_char_p, handle_p])
+# void graft_adapter_free(graft_adapter *adapter);
+graft_adapter_free = _bind("graft_adapter_free", None, [handle])
+# const char *graft_adapter_name(const graft_adapter *adapter);
+graft_adapter_name = _bind("graft_adapter_name", ctypes.c_char_p, [handle])
+# graft_status graft_session_set_adapters(graft_session *session, graft_adapter *const *adapters,
+#                                         const float *scales, size_t count, int32_t merged);
+graft_session_set_adapters = _bind(
+    "graft_session_set_adapters", graft_status,
+    [handle, ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_int32])
+# graft_status graft_run_options_set_row_adapters(graft_run_options *options,
+#                                                 graft_adapter *const *adapters, size_t count);
+graft_run_options_set_row_adapters = _bind(
+    "graft_run_options_set_row_adapters", graft_status, [handle, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t])
+# graft_status graft_model_site_count(const graft_model *model, size_t *count);
+graft_model_site_count = _bind("graft_model_site_count", graft_status, [handle, c_size_p])
+# graft_status graft_model_site_info(const graft_model *model, size_t index, const char **name,
+#                                    int64_t *in_features, int64_t *out_features);
+graft_model_site_info = _bind(
+    "graft_model_site_info", graft_status,
+    [handle, ctypes.c_size_t, ctypes.POINTER(ctypes.c_char_p), c_int64_p, c_int64_p])
+
 # The ABI check: refuse a library built from another ABI of graft.h.
 _abi = graft_abi_version()
 if _abi != ABI_VERSION:
