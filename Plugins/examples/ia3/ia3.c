@@ -588,7 +588,6 @@ static int32_t ia3_load(void *ctx, const char *path, graft_adapter_builder *buil
 }
 
 GRAFT_PLUGIN_EXPORT const graft_plugin *graft_plugin_entry(const graft_host_api *host) {
-    static graft_plugin table;
     if (!host) return NULL;
     if ((host->abi_version >> 16) != GRAFT_PLUGIN_ABI_MAJOR) {
         if (host->log) host->log(GRAFT_LOG_ERROR, "ia3: the host's plugin ABI major differs from 1");
@@ -598,14 +597,18 @@ GRAFT_PLUGIN_EXPORT const graft_plugin *graft_plugin_entry(const graft_host_api 
         if (host->log) host->log(GRAFT_LOG_ERROR, "ia3: the host's graft_host_api is smaller than ABI 1.0's");
         return NULL;
     }
-    /* One host per process; rewriting the same values on a second call is harmless. */
-    table.abi_version = GRAFT_PLUGIN_ABI_VERSION;
-    table.struct_size = sizeof table;
-    table.name = "ia3";
-    table.version = "1.0.0";
-    table.description = "PEFT (IA)3 directories (adapter_config.json + adapter_model.safetensors) as channel scales";
-    table.claims = ia3_claims;
-    table.load = ia3_load;
-    table.ctx = (void *)host;
-    return &table;
+    /* One table per call, with that host in ctx: two hosts in one process (a test's fake host
+       and the real one) must not overwrite each other's. Never freed: the plugin stays loaded. */
+    graft_plugin *table = malloc(sizeof *table);
+    if (!table) return NULL;
+    memset(table, 0, sizeof *table);
+    table->abi_version = GRAFT_PLUGIN_ABI_VERSION;
+    table->struct_size = sizeof *table;
+    table->name = "ia3";
+    table->version = "1.0.0";
+    table->description = "PEFT (IA)3 directories (adapter_config.json + adapter_model.safetensors) as channel scales";
+    table->claims = ia3_claims;
+    table->load = ia3_load;
+    table->ctx = (void *)host;
+    return table;
 }

@@ -101,20 +101,23 @@ static int32_t minimal_load(void *ctx, const char *path, graft_adapter_builder *
 }
 
 GRAFT_PLUGIN_EXPORT const graft_plugin *graft_plugin_entry(const graft_host_api *host) {
-    static graft_plugin table;
     if ((host->abi_version >> 16) != GRAFT_PLUGIN_ABI_MAJOR ||
         host->struct_size < sizeof(graft_host_api)) {
         if (host->log) host->log(GRAFT_LOG_ERROR, "minimal: host ABI major or table size differs");
         return NULL;
     }
-    /* One host per process: filling the static table again with the same values is harmless. */
-    table.abi_version = GRAFT_PLUGIN_ABI_VERSION;
-    table.struct_size = sizeof table;
-    table.name = "minimal";
-    table.version = "1.0";
-    table.description = "adds a fixed rank-1 term at the site named in minimal.json";
-    table.claims = minimal_claims;
-    table.load = minimal_load;
-    table.ctx = (void *)host;
-    return &table;
+    /* One table per call, carrying this host in ctx (two hosts in one process, such as a test's
+       fake host and the real one, each get theirs). Never freed: the plugin is never unloaded. */
+    graft_plugin *table = malloc(sizeof *table);
+    if (!table) return NULL;
+    memset(table, 0, sizeof *table);
+    table->abi_version = GRAFT_PLUGIN_ABI_VERSION;
+    table->struct_size = sizeof *table;
+    table->name = "minimal";
+    table->version = "1.0";
+    table->description = "adds a fixed rank-1 term at the site named in minimal.json";
+    table->claims = minimal_claims;
+    table->load = minimal_load;
+    table->ctx = (void *)host;
+    return table;
 }
