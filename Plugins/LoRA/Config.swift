@@ -7,18 +7,18 @@ import CGraftPlugin
 enum TargetModules {
     case unspecified
     case names([String])
-    case regex(String)
+    case regex(String, Regex<AnyRegexOutput>)
     case allLinear
 
     /// PEFT's check_target_module_exists for a module name (exclusions and layer filters aside).
-    func matches(_ module: String) throws(PluginFailure) -> Bool {
+    func matches(_ module: String) -> Bool {
         switch self {
         case .unspecified, .allLinear:
             return true
         case .names(let names):
             return names.contains { module == $0 || module.hasSuffix("." + $0) }
-        case .regex(let pattern):
-            return try fullMatch(pattern: pattern, module, field: "target_modules")
+        case .regex(_, let regex):
+            return (try? regex.wholeMatch(in: module)) != nil
         }
     }
 
@@ -26,22 +26,34 @@ enum TargetModules {
         switch self {
         case .unspecified: return "(none)"
         case .names(let names): return "[" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
-        case .regex(let pattern): return "\"\(pattern)\" (a regular expression)"
+        case .regex(let pattern, _): return "\"\(pattern)\" (a regular expression)"
         case .allLinear: return "\"all-linear\""
         }
     }
 }
 
-/// Whole-string regular-expression match (Python's re.fullmatch for the patterns PEFT users write).
-func fullMatch(pattern: String, _ text: String, field: String) throws(PluginFailure) -> Bool {
-    let regex: Regex<AnyRegexOutput>
+/// Compiles a pattern of the config once (Swift's Regex reads the Python patterns PEFT users write).
+func compile(_ pattern: String, field: String) throws(PluginFailure) -> Regex<AnyRegexOutput> {
     do {
-        regex = try Regex(pattern)
+        return try Regex(pattern)
     } catch {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
                             "adapter_config.json: \(field) holds \"\(pattern)\", which is not a regular expression Graft can read")
     }
-    return (try? regex.wholeMatch(in: text)) != nil
+}
+
+/// One rank_pattern / alpha_pattern entry, its key compiled as PEFT's get_pattern_key uses it.
+struct PatternEntry<V> {
+    let key: String
+    let regex: Regex<AnyRegexOutput>
+    let value: V
+
+    init(key: String, value: V, field: String) throws(PluginFailure) {
+        self.key = key
+        self.value = value
+        // re.match(rf"(.*\.)?({key})$", module): anchored at the start, `$` at the end.
+        regex = try compile("(.*\\.)?(\(key))", field: field)
+    }
 }
 
 struct LoRAConfig {
@@ -50,25 +62,21 @@ struct LoRAConfig {
     var useRSLoRA = false
     var fanInFanOut = false
     /// In file order: PEFT uses the first key that matches.
-    var rankPattern: [(key: String, value: Int)] = []
-    var alphaPattern: [(key: String, value: Double)] = []
+    var rankPattern: [PatternEntry<Int>] = []
+    var alphaPattern: [PatternEntry<Double>] = []
     var targetModules = TargetModules.unspecified
 
     /// PEFT's get_pattern_key: the first key for which re.match(rf"(.*\.)?({key})$", module) holds.
-    static func patternValue<V>(_ pattern: [(key: String, value: V)], for module: String,
-                                field: String) throws(PluginFailure) -> V? {
-        for entry in pattern where try fullMatch(pattern: "(.*\\.)?(\(entry.key))", module, field: field) {
-            return entry.value
-        }
-        return nil
+    static func patternValue<V>(_ pattern: [PatternEntry<V>], for module: String) -> V? {
+        pattern.first { (try? $0.regex.wholeMatch(in: module)) != nil }?.value
     }
 
-    func rank(for module: String) throws(PluginFailure) -> Int {
-        try Self.patternValue(rankPattern, for: module, field: "rank_pattern") ?? r
+    func rank(for module: String) -> Int {
+        Self.patternValue(rankPattern, for: module) ?? r
     }
 
-    func alpha(for module: String) throws(PluginFailure) -> Double {
-        try Self.patternValue(alphaPattern, for: module, field: "alpha_pattern") ?? alpha
+    func alpha(for module: String) -> Double {
+        Self.patternValue(alphaPattern, for: module) ?? alpha
     }
 
     /// s = α/r, or α/√r with rsLoRA (PEFT's LoraLayer.update_layer).
@@ -174,7 +182,8 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     case nil, .null?: break
     case .object(let members)?:
         for member in members {
-            config.rankPattern.append((member.key, try positiveInt(member.value, "rank_pattern[\"\(member.key)\"]")))
+            config.rankPattern.append(try PatternEntry(
+                key: member.key, value: try positiveInt(member.value, "rank_pattern[\"\(member.key)\"]"), field: "rank_pattern"))
         }
     case let other?: throw invalid("rank_pattern", "an object of module patterns to ranks", other)
     }
@@ -182,7 +191,8 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     case nil, .null?: break
     case .object(let members)?:
         for member in members {
-            config.alphaPattern.append((member.key, try finiteNumber(member.value, "alpha_pattern[\"\(member.key)\"]")))
+            config.alphaPattern.append(try PatternEntry(
+                key: member.key, value: try finiteNumber(member.value, "alpha_pattern[\"\(member.key)\"]"), field: "alpha_pattern"))
         }
     case let other?: throw invalid("alpha_pattern", "an object of module patterns to alphas", other)
     }
@@ -190,7 +200,7 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     switch json["target_modules"] {
     case nil, .null?: break
     case .string("all-linear")?: config.targetModules = .allLinear
-    case .string(let pattern)?: config.targetModules = .regex(pattern)
+    case .string(let pattern)?: config.targetModules = .regex(pattern, try compile(pattern, field: "target_modules"))
     case .array(let elements)?:
         var names: [String] = []
         for element in elements {

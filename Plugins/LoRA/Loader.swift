@@ -165,7 +165,7 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
         guard let b = weights.b else {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) has \(keyA) but no \(keyB)")
         }
-        guard try config.targetModules.matches(module) else {
+        guard config.targetModules.matches(module) else {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
                                 "\(weightsFileName) adapts \(module), which target_modules \(config.targetModules.description) in \(configFileName) does not name")
         }
@@ -179,8 +179,8 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
             throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
                                 "\(keyB) has shape \(describe(shapeB)); only linear layers (2-D [out, r] lora_B) are supported")
         }
-        let rank = try config.rank(for: module)
-        let alpha = try config.alpha(for: module)
+        let rank = config.rank(for: module)
+        let alpha = config.alpha(for: module)
         guard shapeA[0] == Int64(rank), shapeB[1] == Int64(rank) else {
             throw PluginFailure(GRAFT_PLUGIN_SHAPE_MISMATCH,
                                 "\(keyA) has shape \(describe(shapeA)) and \(keyB) \(describe(shapeB)), but \(configFileName) gives \(module) rank \(rank) (r / rank_pattern)")
