@@ -9,6 +9,10 @@ let package = Package(
         // The C ABI of include/graft.h as libGraftC.so (installed as libgraft.so by scripts/install.sh;
         // the product cannot be named "graft": the CLI executable product has that name).
         .library(name: "GraftC", type: .dynamic, targets: ["GraftC"]),
+        // Adapter plugins: each a shared object built on include/graft_plugin.h alone (never GraftCore).
+        .library(name: "GraftPluginLoRA", type: .dynamic, targets: ["GraftPluginLoRA"]),
+        .library(name: "GraftPluginIA3", type: .dynamic, targets: ["GraftPluginIA3"]),
+        .library(name: "GraftPluginMinimal", type: .dynamic, targets: ["GraftPluginMinimal"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -42,6 +46,29 @@ let package = Package(
             name: "GraftCLI",
             dependencies: ["Graft", "GraftCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // Adapter plugins (docs/PLUGINS.md). Each exports graft_plugin_entry only.
+        .target(
+            name: "GraftPluginLoRA",
+            dependencies: ["CGraftPlugin"],
+            path: "Plugins/LoRA",
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/LoRA/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginIA3",
+            path: "Plugins/examples/ia3",
+            exclude: ["exports.map"],
+            cSettings: [.unsafeFlags(["-std=c99", "-fvisibility=hidden", "-Wall", "-Wextra"])],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/examples/ia3/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginMinimal",
+            path: "Plugins/examples/minimal",
+            exclude: ["exports.map"],
+            cSettings: [.unsafeFlags(["-std=c99", "-fvisibility=hidden", "-Wall", "-Wextra"])],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/examples/minimal/exports.map"])]
+        ),
+        .testTarget(name: "GraftPluginTests", dependencies: ["CGraftPlugin"]),
         .testTarget(name: "GraftCoreTests", dependencies: ["GraftCore"]),
         .testTarget(name: "GraftTests", dependencies: ["Graft"]),
     ],

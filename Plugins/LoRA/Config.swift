@@ -1,0 +1,221 @@
+// adapter_config.json of a PEFT LoRA adapter: what Graft supports, what it refuses and why.
+// Missing fields take PEFT's defaults (LoraConfig), as PEFT itself does when it loads the file.
+import CGraftPlugin
+
+/// `target_modules` as PEFT saves it: names matched as suffixes, one regex matched against the
+/// whole module name, or "all-linear".
+enum TargetModules {
+    case unspecified
+    case names([String])
+    case regex(String, Regex<AnyRegexOutput>)
+    case allLinear
+
+    /// PEFT's check_target_module_exists for a module name (exclusions and layer filters aside).
+    func matches(_ module: String) -> Bool {
+        switch self {
+        case .unspecified, .allLinear:
+            return true
+        case .names(let names):
+            return names.contains { module == $0 || module.hasSuffix("." + $0) }
+        case .regex(_, let regex):
+            return (try? regex.wholeMatch(in: module)) != nil
+        }
+    }
+
+    var description: String {
+        switch self {
+        case .unspecified: return "(none)"
+        case .names(let names): return "[" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+        case .regex(let pattern, _): return "\"\(pattern)\" (a regular expression)"
+        case .allLinear: return "\"all-linear\""
+        }
+    }
+}
+
+/// Compiles a pattern of the config once (Swift's Regex reads the Python patterns PEFT users write).
+func compile(_ pattern: String, field: String) throws(PluginFailure) -> Regex<AnyRegexOutput> {
+    do {
+        return try Regex(pattern)
+    } catch {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
+                            "adapter_config.json: \(field) holds \"\(pattern)\", which is not a regular expression Graft can read")
+    }
+}
+
+/// One rank_pattern / alpha_pattern entry, its key compiled as PEFT's get_pattern_key uses it.
+struct PatternEntry<V> {
+    let key: String
+    let regex: Regex<AnyRegexOutput>
+    let value: V
+
+    init(key: String, value: V, field: String) throws(PluginFailure) {
+        self.key = key
+        self.value = value
+        // re.match(rf"(.*\.)?({key})$", module): anchored at the start, `$` at the end.
+        regex = try compile("(.*\\.)?(\(key))", field: field)
+    }
+}
+
+struct LoRAConfig {
+    var r = 8
+    var alpha = 8.0
+    var useRSLoRA = false
+    var fanInFanOut = false
+    /// In file order: PEFT uses the first key that matches.
+    var rankPattern: [PatternEntry<Int>] = []
+    var alphaPattern: [PatternEntry<Double>] = []
+    var targetModules = TargetModules.unspecified
+
+    /// PEFT's get_pattern_key: the first key for which re.match(rf"(.*\.)?({key})$", module) holds.
+    static func patternValue<V>(_ pattern: [PatternEntry<V>], for module: String) -> V? {
+        pattern.first { (try? $0.regex.wholeMatch(in: module)) != nil }?.value
+    }
+
+    func rank(for module: String) -> Int {
+        Self.patternValue(rankPattern, for: module) ?? r
+    }
+
+    func alpha(for module: String) -> Double {
+        Self.patternValue(alphaPattern, for: module) ?? alpha
+    }
+
+    /// s = α/r, or α/√r with rsLoRA (PEFT's LoraLayer.update_layer).
+    func scale(rank: Int, alpha: Double) -> Float {
+        Float(useRSLoRA ? alpha / Double(rank).squareRoot() : alpha / Double(rank))
+    }
+}
+
+private func invalid(_ field: String, _ expected: String, _ got: JSONValue) -> PluginFailure {
+    PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
+                  "adapter_config.json: \"\(field)\" must be \(expected), got \(got.kindDescription)")
+}
+
+private func positiveInt(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Int {
+    guard case .number(let number) = value, number.isFinite, number >= 1, number <= 1_000_000,
+          number == number.rounded()
+    else { throw invalid(field, "a positive integer", value) }
+    return Int(number)
+}
+
+private func finiteNumber(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Double {
+    guard case .number(let number) = value, number.isFinite else { throw invalid(field, "a finite number", value) }
+    return number
+}
+
+private func boolean(_ value: JSONValue?, _ field: String) throws(PluginFailure) -> Bool {
+    switch value {
+    case nil, .null?: return false
+    case .bool(let flag)?: return flag
+    case let other?: throw invalid(field, "true or false", other)
+    }
+}
+
+/// True when the field is present and not null / false / empty.
+private func isSet(_ value: JSONValue?) -> Bool {
+    switch value {
+    case nil, .null?, .bool(false)?: return false
+    case .array(let elements)?: return !elements.isEmpty
+    case .object(let members)?: return !members.isEmpty
+    case .string(let text)?: return !text.isEmpty
+    default: return true
+    }
+}
+
+/// The peft_type of a parsed config, if it is a string.
+func peftType(of config: JSONValue) -> String? {
+    if case .string(let type)? = config["peft_type"] { return type }
+    return nil
+}
+
+/// Reads and checks a parsed adapter_config.json.
+func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
+    guard case .object = json else {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json must hold a JSON object, got \(json.kindDescription)")
+    }
+    guard let type = peftType(of: json) else {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"peft_type\" string")
+    }
+    guard type == "LORA" else {
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
+                            "adapter_config.json has peft_type \"\(type)\"; the LoRA plugin reads only \"LORA\"")
+    }
+
+    // Refusals first: each of these changes the forward pass in a way this plugin does not compute.
+    if try boolean(json["use_dora"], "use_dora") {
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
+                            "DoRA (\"use_dora\": true) is not supported yet: Graft's LoRA plugin loads plain LoRA and rsLoRA only")
+    }
+    switch json["bias"] {
+    case nil, .null?: break
+    case .string("none")?: break
+    case .string(let bias)?:
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
+                            "adapter_config.json has \"bias\": \"\(bias)\": trained biases are not supported; only \"none\" is")
+    case let other?: throw invalid("bias", "\"none\"", other)
+    }
+    let refusals: [(field: String, what: String)] = [
+        ("lora_bias", "a bias on lora_B (\"lora_bias\": true)"),
+        ("modules_to_save", "fully trained modules (\"modules_to_save\")"),
+        ("trainable_token_indices", "trainable tokens (\"trainable_token_indices\")"),
+        ("target_parameters", "LoRA on parameters (\"target_parameters\")"),
+        ("layer_replication", "layer replication (\"layer_replication\")"),
+        ("alora_invocation_tokens", "activated LoRA (\"alora_invocation_tokens\")"),
+        ("use_qalora", "QA-LoRA (\"use_qalora\")"),
+        ("use_bdlora", "block-diagonal LoRA (\"use_bdlora\")"),
+        ("arrow_config", "Arrow routing (\"arrow_config\")"),
+        ("kasa_config", "KaSA (\"kasa_config\")"),
+        ("monteclora_config", "MonteCLoRA (\"monteclora_config\")"),
+        ("megatron_config", "Megatron parallel layers (\"megatron_config\")"),
+    ]
+    for refusal in refusals where isSet(json[refusal.field]) {
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
+                            "adapter_config.json asks for \(refusal.what), which Graft's LoRA plugin does not support")
+    }
+
+    var config = LoRAConfig()
+    if let r = json["r"], !(r.isNull) { config.r = try positiveInt(r, "r") }
+    if let alpha = json["lora_alpha"], !(alpha.isNull) { config.alpha = try finiteNumber(alpha, "lora_alpha") }
+    config.useRSLoRA = try boolean(json["use_rslora"], "use_rslora")
+    config.fanInFanOut = try boolean(json["fan_in_fan_out"], "fan_in_fan_out")
+
+    switch json["rank_pattern"] {
+    case nil, .null?: break
+    case .object(let members)?:
+        for member in members {
+            config.rankPattern.append(try PatternEntry(
+                key: member.key, value: try positiveInt(member.value, "rank_pattern[\"\(member.key)\"]"), field: "rank_pattern"))
+        }
+    case let other?: throw invalid("rank_pattern", "an object of module patterns to ranks", other)
+    }
+    switch json["alpha_pattern"] {
+    case nil, .null?: break
+    case .object(let members)?:
+        for member in members {
+            config.alphaPattern.append(try PatternEntry(
+                key: member.key, value: try finiteNumber(member.value, "alpha_pattern[\"\(member.key)\"]"), field: "alpha_pattern"))
+        }
+    case let other?: throw invalid("alpha_pattern", "an object of module patterns to alphas", other)
+    }
+
+    switch json["target_modules"] {
+    case nil, .null?: break
+    case .string("all-linear")?: config.targetModules = .allLinear
+    case .string(let pattern)?: config.targetModules = .regex(pattern, try compile(pattern, field: "target_modules"))
+    case .array(let elements)?:
+        var names: [String] = []
+        for element in elements {
+            guard case .string(let name) = element else { throw invalid("target_modules", "a list of strings or one string", element) }
+            names.append(name)
+        }
+        config.targetModules = .names(names)
+    case let other?: throw invalid("target_modules", "a list of strings or one string", other)
+    }
+    return config
+}
+
+extension JSONValue {
+    var isNull: Bool {
+        if case .null = self { return true }
+        return false
+    }
+}

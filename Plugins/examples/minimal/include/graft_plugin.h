@@ -1,0 +1,1 @@
+../../../../include/graft_plugin.h
