@@ -30,6 +30,10 @@
  *         return &table;
  *     }
  *
+ * The example keeps `host` in a global for brevity: a process has one Graft host. A plugin that
+ * may be entered by several hosts (a test harness beside the real library, say) should return
+ * a table per entry call and keep the host in that table's `ctx` (Plugins/examples/ia3 does).
+ *
  * Versioning: GRAFT_PLUGIN_ABI_VERSION is (major << 16) | minor. The host refuses a plugin whose
  * major differs from its own, naming both versions. Within a major, structs only grow at the
  * end; every struct starts with `struct_size` (or, for the plugin table, abi_version then
