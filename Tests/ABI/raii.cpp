@@ -110,6 +110,35 @@ int main(int argc, char **argv) {
                 CHECK(same && diff <= 1e-4);
                 npy_free(&e);
             }
+            // Adapters: a PEFT LoRA bound with a scale, then per row (row 0 the adapter, row 1
+            // the base model), against the PyTorch + PEFT references of each row.
+            std::string model_dir(argv[1]);
+            std::string root = model_dir.substr(0, model_dir.rfind('/'));
+            root = root.substr(0, root.rfind('/'));
+            graft::Adapter lora(fm, root + "/adapters/bert/lora_qv_r8");
+            CHECK(lora.name() == "lora_qv_r8");
+            npy_array with, without;
+            CHECK(npy_read((root + "/adapters/bert/refs/lora_qv_r8/last_hidden_state.npy").c_str(), &with) == 0);
+            CHECK(npy_read((root + "/adapters/bert/refs/base/last_hidden_state.npy").c_str(), &without) == 0);
+            auto max_diff = [](const graft::Tensor &t, const npy_array &e, size_t begin, size_t end) {
+                double d = 0;
+                for (size_t j = begin; j < end; j++)
+                    d = std::fmax(d, std::fabs(double(t.data<float>()[j]) - double(static_cast<float *>(e.data)[j])));
+                return d;
+            };
+            fs.set_adapters({{&lora, 1.0f}});
+            auto adapted = fs.run(views);
+            const graft::Tensor &h = adapted.at("last_hidden_state");
+            CHECK(h.byte_size() == with.byte_size && max_diff(h, with, 0, h.count()) <= 1e-4);
+            fs.set_adapters({});
+            auto rows = fs.run(views, {&lora, nullptr});
+            const graft::Tensor &r = rows.at("last_hidden_state");
+            size_t half = r.count() / 2;
+            CHECK(max_diff(r, with, 0, half) <= 1e-4 && max_diff(r, without, half, r.count()) <= 1e-4);
+            graft::Adapter moved(std::move(lora));
+            CHECK(lora.get() == nullptr && moved.name() == "lora_qv_r8");
+            npy_free(&with);
+            npy_free(&without);
             for (auto &a : arrays) npy_free(&a);
         } catch (const graft::Error &e) {
             std::printf("fixture: %s\n", e.what());

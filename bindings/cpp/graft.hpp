@@ -180,6 +180,37 @@ private:
     graft_model *handle_ = nullptr;
 };
 
+/// An adapter (graft_adapter) loaded for one model by the plugin that claims its path.
+/// Copyable handle semantics are avoided: move-only like the others. Sessions keep the
+/// adapters they use alive, so destroying this wrapper while bound is safe.
+class Adapter {
+public:
+    Adapter(const Model &model, const std::string &path) {
+        detail::check(graft_adapter_load(model.get(), path.c_str(), &handle_));
+    }
+    ~Adapter() { graft_adapter_free(handle_); }
+    Adapter(Adapter &&other) noexcept : handle_(std::exchange(other.handle_, nullptr)) {}
+    Adapter &operator=(Adapter &&other) noexcept {
+        if (this != &other) {
+            graft_adapter_free(handle_);
+            handle_ = std::exchange(other.handle_, nullptr);
+        }
+        return *this;
+    }
+    Adapter(const Adapter &) = delete;
+    Adapter &operator=(const Adapter &) = delete;
+
+    std::string name() const { return graft_adapter_name(handle_); }
+    graft_adapter *get() const noexcept { return handle_; }
+
+private:
+    graft_adapter *handle_ = nullptr;
+};
+
+/// Loads an adapter plugin shared object (plugins beside libgraft.so and in GRAFT_PLUGIN_PATH
+/// are found automatically).
+inline void load_plugin(const std::string &path) { detail::check(graft_plugin_load(path.c_str())); }
+
 /// A session (graft_session) over a model; the model must stay alive while the session is
 /// used through this wrapper (the C library keeps the model's memory alive regardless).
 /// Move-only; one thread at a time.
@@ -215,8 +246,44 @@ public:
     Session(const Session &) = delete;
     Session &operator=(const Session &) = delete;
 
+    /// Binds adapters with scales for every following run (empty: the base model). `merged`
+    /// folds low-rank terms into session-private weights.
+    void set_adapters(const std::vector<std::pair<const Adapter *, float>> &adapters, bool merged = false) {
+        std::vector<graft_adapter *> handles;
+        std::vector<float> scales;
+        for (const auto &a : adapters) {
+            handles.push_back(a.first->get());
+            scales.push_back(a.second);
+        }
+        detail::check(graft_session_set_adapters(handle_, handles.data(), scales.data(), handles.size(), merged ? 1 : 0));
+    }
+
+    /// Runs with one adapter per batch row (nullptr: the base model), for this run only.
+    std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs, const std::vector<const Adapter *> &row_adapters) {
+        graft_run_options *opts = nullptr;
+        detail::check(graft_run_options_create(&opts));
+        std::vector<graft_adapter *> rows;
+        for (const Adapter *a : row_adapters) rows.push_back(a ? a->get() : nullptr);
+        graft_status s = graft_run_options_set_row_adapters(opts, rows.data(), rows.size());
+        if (s != GRAFT_STATUS_OK) {
+            graft_run_options_free(opts);
+            detail::check(s);
+        }
+        try {
+            auto result = run_with(inputs, opts);
+            graft_run_options_free(opts);
+            return result;
+        } catch (...) {
+            graft_run_options_free(opts);
+            throw;
+        }
+    }
+
     /// Runs on `inputs` (every declared input, by name) and returns every output by name.
-    std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs) {
+    std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs) { return run_with(inputs, nullptr); }
+
+private:
+    std::map<std::string, Tensor> run_with(const std::vector<TensorView> &inputs, const graft_run_options *options) {
         std::vector<graft_tensor> in = views(inputs);
         std::vector<Tensor> results;
         std::vector<graft_tensor> out;
@@ -232,12 +299,13 @@ public:
         for (Tensor &t : results)
             out.push_back(graft_tensor{sizeof(graft_tensor), t.dtype(), nullptr, t.shape().size(),
                                        t.shape().data(), t.raw(), t.byte_size()});
-        detail::check(graft_session_run(handle_, in.data(), in.size(), out.data(), out.size(), nullptr));
+        detail::check(graft_session_run(handle_, in.data(), in.size(), out.data(), out.size(), options));
         std::map<std::string, Tensor> named;
         for (size_t k = 0; k < results.size(); k++) named.emplace(output_names_[k], std::move(results[k]));
         return named;
     }
 
+public:
     /// Runs writing into caller buffers (see graft_session_run); no allocation by the wrapper
     /// beyond the descriptor arrays.
     void run_into(const std::vector<TensorView> &inputs, std::vector<graft_tensor> &outputs) {
