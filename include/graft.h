@@ -239,6 +239,17 @@ GRAFT_API void graft_model_options_free(graft_model_options *options);
 GRAFT_API graft_status graft_model_options_set_external_data(graft_model_options *options,
                                                              int32_t allow);
 
+/* Names adapter sites explicitly: `path` is a JSON file mapping node names (or node output
+ * names) of MatMul/Gemm nodes to source module names, e.g.
+ * {"/encoder/MatMul_3": "encoder.layer.0.attention.self.query"}. It overrides the names Graft
+ * resolves from initializer names, exporter metadata and node scopes. The file is read now;
+ * a name that is not a linear layer of the model fails the later load. NULL clears it.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL options, malformed JSON or
+ *   non-string values); GRAFT_STATUS_IO (unreadable file).
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_model_options_set_site_map(graft_model_options *options,
+                                                        const char *path);
+
 /* Loads the ONNX model at `path`.
  * path: file path (UTF-8). External data files are read from the model file's folder only.
  * options: NULL for defaults; not retained.

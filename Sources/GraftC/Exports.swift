@@ -70,6 +70,14 @@ public func graft_model_options_set_external_data(_ options: OpaquePointer!, _ a
     }
 }
 
+@c @implementation
+public func graft_model_options_set_site_map(_ options: OpaquePointer!, _ path: UnsafePointer<CChar>!) -> graft_status {
+    guarded {
+        let box = object(try require(options, "options"), as: ModelOptionsBox.self)
+        box.siteMap = try path.map { try SiteDiscovery.readSiteMap(path: String(cString: $0)) } ?? [:]
+    }
+}
+
 // MARK: - Models
 
 private func loadModel(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ load: () throws -> CoreModel) -> graft_status {
@@ -86,8 +94,8 @@ public func graft_model_load(_ path: UnsafePointer<CChar>!, _ options: OpaquePoi
     loadModel(out) {
         let path = String(cString: try require(path, "path"))
         guard !path.isEmpty else { throw invalid("path is empty") }
-        let externalData = options.map { object($0, as: ModelOptionsBox.self).externalData } ?? true
-        return try CoreModel(path: path, externalData: externalData)
+        let box = options.map { object($0, as: ModelOptionsBox.self) }
+        return try CoreModel(path: path, externalData: box?.externalData ?? true, siteMap: box?.siteMap ?? [:])
     }
 }
 
@@ -97,7 +105,8 @@ public func graft_model_load_from_memory(_ data: UnsafeRawPointer!, _ size: Int,
     loadModel(out) {
         let data = try require(data, "data")
         guard size > 0 else { throw invalid("size must be greater than 0") }
-        return try CoreModel(bytes: UnsafeRawBufferPointer(start: data, count: size))
+        let siteMap = options.map { object($0, as: ModelOptionsBox.self).siteMap } ?? [:]
+        return try CoreModel(bytes: UnsafeRawBufferPointer(start: data, count: size), siteMap: siteMap)
     }
 }
 

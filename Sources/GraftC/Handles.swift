@@ -69,6 +69,7 @@ final class SessionBox {
 
 final class ModelOptionsBox {
     var externalData = true
+    var siteMap: [String: String] = [:]
 }
 
 final class SessionOptionsBox {

@@ -39,10 +39,13 @@ struct Adapters: ParsableCommand {
     @Option(help: "Plugin shared objects to load first (repeatable).")
     var plugin: [String] = []
 
+    @Option(help: "A JSON file naming adapter sites: node (or output) name → module name.")
+    var siteMap: String?
+
     func run() throws {
         let failed: Bool = try reportingErrors {
             for p in plugin { try PluginRegistry.load(path: p) }
-            let core = try CoreModel(path: model)
+            let core = try CoreModel(path: model, siteMap: try siteMap.map(SiteDiscovery.readSiteMap) ?? [:])
             var loaded: [(name: String, adapter: CoreAdapter)] = []
             for spec in adapters {
                 guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {

@@ -8,10 +8,13 @@ struct Inspect: ParsableCommand {
     @Argument(help: "Path to the .onnx file.")
     var model: String
 
+    @Option(help: "A JSON file naming adapter sites: node (or output) name → module name.")
+    var siteMap: String?
+
     func run() throws {
         try reportingErrors {
             let imported = try ONNXImporter.load(path: model)
-            let core = try CoreModel(graph: imported, source: model)
+            let core = try CoreModel(graph: imported, source: model, siteMap: try siteMap.map(SiteDiscovery.readSiteMap) ?? [:])
             print("model:     \(model)")
             print("producer:  \(imported.producer.isEmpty ? "(unknown)" : imported.producer)")
             let opsets = imported.opsets.sorted { $0.key < $1.key }.map { "\($0.key.isEmpty ? "ai.onnx" : $0.key) \($0.value)" }

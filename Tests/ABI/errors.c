@@ -80,6 +80,11 @@ int main(int argc, char **argv) {
     CHECK(graft_model_options_create(&mo) == GRAFT_STATUS_OK && mo != NULL);
     EXPECT(graft_model_options_set_external_data(NULL, 1), GRAFT_STATUS_INVALID_ARGUMENT, "options");
     EXPECT(graft_model_options_set_external_data(mo, 2), GRAFT_STATUS_INVALID_ARGUMENT, "0 (refuse) or 1");
+    EXPECT(graft_model_options_set_site_map(NULL, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "options");
+    EXPECT(graft_model_options_set_site_map(mo, "/nonexistent/sites.json"), GRAFT_STATUS_IO, "/nonexistent/sites.json");
+    snprintf(path, sizeof path, "%s/manifest.json", fixtures);
+    EXPECT(graft_model_options_set_site_map(mo, path), GRAFT_STATUS_INVALID_ARGUMENT, "must be a non-empty module name");
+    CHECK(graft_model_options_set_site_map(mo, NULL) == GRAFT_STATUS_OK);
     CHECK(graft_model_options_set_external_data(mo, 0) == GRAFT_STATUS_OK);
     graft_model_options_free(NULL);
 

@@ -147,4 +147,29 @@ import Testing
         let e = expectError(.unsupported, containing: ["no plugin claims"]) { _ = try PluginRegistry.loadAdapter(model: model, path: dir.path) }
         #expect(e?.code == .unsupported, "\(e?.message ?? "accepted")")
     }
+
+    /// A site map renames sites; an adapter then finds them by the new names. Keys that are
+    /// not linear layers are refused.
+    @Test func siteMapOverridesNames() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let path = dir.write("sites.json", Array(#"{"node_MatMul_52": "custom.q"}"#.utf8))
+        let model = try CoreModel(path: "\(fixturesRoot)/bert_dynamo/model.onnx", siteMap: try SiteDiscovery.readSiteMap(path: path))
+        #expect(model.sites[0].name == "custom.q")
+        #expect(try model.sites.find(module: "q").index == 0)
+        let bad = dir.write("bad.json", Array(#"{"node_Softmax_1": "x"}"#.utf8))
+        let e = expectError(.invalidArgument, containing: ["node_Softmax_1", "not a linear layer"]) {
+            _ = try CoreModel(path: "\(fixturesRoot)/bert_dynamo/model.onnx", siteMap: try SiteDiscovery.readSiteMap(path: bad))
+        }
+        #expect(e?.code == .invalidArgument, "\(e?.message ?? "accepted")")
+    }
+
+    /// A PEFT key naming a layer the model lacks is refused with the closest site names.
+    @Test func unknownTargetListsClosestSites() throws {
+        let model = try CoreModel(path: "\(fixturesRoot)/bert_dynamo/model.onnx")
+        let e = expectError(.invalidArgument, containing: ["encoder.layer.7.attention.self.query", "closest sites", "encoder.layer.0.attention.self.query"]) {
+            _ = try model.sites.find(module: "encoder.layer.7.attention.self.query")
+        }
+        #expect(e?.code == .invalidArgument, "\(e?.message ?? "accepted")")
+    }
 }

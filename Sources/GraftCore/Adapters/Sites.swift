@@ -29,7 +29,7 @@ package struct Site: Sendable, Equatable {
 /// 3. the dynamo exporter's `pkg.torch.onnx.name_scopes` node metadata;
 /// 4. the TorchScript exporter's node-name scope (`/encoder/layer.0/attention/self/query/MatMul`).
 package enum SiteDiscovery {
-    package static func discover(_ g: Graph, siteMap: [String: String] = [:]) -> [Site] {
+    package static func discover(_ g: Graph, siteMap: [String: String] = [:]) throws -> [Site] {
         var sites: [Site] = []
         var used: [String: Int] = [:]
         for node in g.nodes where node.domain.isEmpty || node.domain == "ai.onnx" {
@@ -54,7 +54,33 @@ package enum SiteDiscovery {
             sites.append(Site(index: sites.count, name: name, nodeName: node.name, output: output, input: node.inputs[0],
                               weight: node.inputs[1], layout: layout, inFeatures: inF, outFeatures: outF))
         }
+        let matched = Set(sites.flatMap { [$0.nodeName, $0.output] })
+        let unmatched = siteMap.keys.filter { !matched.contains($0) }.sorted()
+        guard unmatched.isEmpty else {
+            throw GraftError(.invalidArgument, "the site map names \(unmatched.prefix(5).map { "'\($0)'" }.joined(separator: ", ")), which \(unmatched.count == 1 ? "is" : "are") not a linear layer of the model (a MatMul or Gemm node, by node or output name, with a constant weight)")
+        }
         return sites
+    }
+
+    /// Reads a site map file: a JSON object from node (or output) names to module names,
+    /// e.g. `{"/encoder/MatMul_3": "encoder.layer.0.attention.self.query"}`.
+    package static func readSiteMap(path: String) throws -> [String: String] {
+        let file = try MappedFile(path: path)
+        let json: JSONValue
+        do { json = try JSONValue.parse(file.bytes) } catch let e as GraftError {
+            throw GraftError(.invalidArgument, "site map '\(path)': \(e.message)")
+        }
+        guard case .object(let members) = json else {
+            throw GraftError(.invalidArgument, "site map '\(path)' must be a JSON object from node names to module names")
+        }
+        var map: [String: String] = [:]
+        for (k, v) in members {
+            guard let name = v.string, !name.isEmpty else {
+                throw GraftError(.invalidArgument, "site map '\(path)': the value for '\(k)' must be a non-empty module name string")
+            }
+            map[k] = name
+        }
+        return map
     }
 
     static func moduleName(node: Node, weight: String) -> String {

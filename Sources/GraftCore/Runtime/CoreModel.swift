@@ -15,16 +15,18 @@ package final class CoreModel: Sendable {
 
     /// Loads an ONNX file; external data is resolved inside the file's folder, or, with
     /// `externalData` false, refused (invalidModel) instead of read.
-    package convenience init(path: String, externalData: Bool = true) throws {
-        try self.init(graph: ONNXImporter.load(path: path, externalData: externalData), source: path)
+    /// `siteMap`: node (or output) names → module names for adapter sites, overriding the
+    /// names Graft resolves itself.
+    package convenience init(path: String, externalData: Bool = true, siteMap: [String: String] = [:]) throws {
+        try self.init(graph: ONNXImporter.load(path: path, externalData: externalData), source: path, siteMap: siteMap)
     }
 
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).
-    package convenience init(bytes: UnsafeRawBufferPointer) throws {
-        try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil), source: "<memory>")
+    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:]) throws {
+        try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil), source: "<memory>", siteMap: siteMap)
     }
 
-    package init(graph imported: Graph, source: String) throws {
+    package init(graph imported: Graph, source: String, siteMap: [String: String] = [:]) throws {
         CoreModel.configureBLAS
         var g = try GraphValidation.validateAndSort(imported)
         g = DeadNodeElimination.run(g)
@@ -34,7 +36,7 @@ package final class CoreModel: Sendable {
         if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
         graph = g
         symbolicShapes = shapes
-        sites = SiteDiscovery.discover(g)
+        sites = try SiteDiscovery.discover(g, siteMap: siteMap)
         siteNames = SiteNameTable(sites)
         self.source = source
     }

@@ -68,12 +68,13 @@ def _closed(what):
 class Model:
     """An ONNX model loaded, validated and optimised by Graft.
 
-    Model(path, external_data=True, threads=1): `external_data=False` refuses models that keep
-    tensors in external files; `threads` is the thread count of the default session used by
-    `run`. Raises GraftError (e.g. code STATUS_IO for a missing file, STATUS_UNSUPPORTED for an
+    Model(path, external_data=True, threads=1, site_map=None): `external_data=False` refuses
+    models that keep tensors in external files; `threads` is the thread count of the default
+    session used by `run`; `site_map` is a JSON file naming adapter sites (node name -> module
+    name) where the exporter left no usable names. Raises GraftError (e.g. code STATUS_IO for a missing file, STATUS_UNSUPPORTED for an
     operator Graft does not implement)."""
 
-    def __init__(self, path, *, external_data: bool = True, threads: int = 1):
+    def __init__(self, path, *, external_data: bool = True, threads: int = 1, site_map=None):
         self._handle = None
         self._default = None
         self._lock = threading.Lock()
@@ -82,6 +83,8 @@ class Model:
         _c.graft_model_options_create(ctypes.byref(opts))
         try:
             _c.graft_model_options_set_external_data(opts, 1 if external_data else 0)
+            if site_map is not None:
+                _c.graft_model_options_set_site_map(opts, str(site_map).encode())
             handle = ctypes.c_void_p()
             _c.graft_model_load(str(path).encode(), opts, ctypes.byref(handle))
             self._handle = handle

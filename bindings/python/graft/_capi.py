@@ -161,6 +161,9 @@ graft_model_options_free = _bind("graft_model_options_free", None, [handle])
 # graft_status graft_model_options_set_external_data(graft_model_options *options, int32_t allow);
 graft_model_options_set_external_data = _bind(
     "graft_model_options_set_external_data", graft_status, [handle, ctypes.c_int32])
+# graft_status graft_model_options_set_site_map(graft_model_options *options, const char *path);
+graft_model_options_set_site_map = _bind(
+    "graft_model_options_set_site_map", graft_status, [handle, ctypes.c_char_p])
 # graft_status graft_model_load(const char *path, const graft_model_options *options, graft_model **out);
 graft_model_load = _bind("graft_model_load", graft_status, [ctypes.c_char_p, handle, handle_p])
 # graft_status graft_model_load_from_memory(const void *data, size_t size,
