@@ -12,7 +12,7 @@ package enum ONNXImporter {
     /// Loads the model at `path`; external data is looked up beside it, or refused when
     /// `externalData` is false.
     package static func load(path: String, externalData: Bool = true) throws -> Graph {
-        let file = try MappedFile(path: path)
+        let file = try MappedFile(path: path, populate: true)
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let externals = externalData
             ? ExternalDataResolver(folder: folder.isEmpty ? "/" : folder)
@@ -31,14 +31,16 @@ package enum ONNXImporter {
         guard let m = gx_model_parse(bytes.baseAddress, bytes.count, &err, err.count) else {
             throw GraftError(.invalidModel, "\(source): \(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
-        defer { gx_model_free(m) }
-        return try Reader(model: m, source: source, externals: externals).read()
+        let owner = ParsedModel(m)
+        return try Reader(model: m, owner: owner, source: source, externals: externals).read()
     }
 }
 
 /// One import: walks the proto once and builds the Graph.
 private struct Reader {
     let model: OpaquePointer
+    /// Keeps the parsed proto alive while initializers borrow its raw bytes.
+    let owner: ParsedModel
     let source: String
     let externals: ExternalDataResolver
 
@@ -74,7 +76,7 @@ private struct Reader {
 
         for i in 0..<gx_graph_initializer_count(graph) {
             let t = gx_graph_initializer(graph, i)!
-            let tensor = try TensorDecoding.decode(t, externals: externals, context: " (initializer)")
+            let tensor = try TensorDecoding.decode(t, externals: externals, owner: owner, context: " (initializer)")
             let name = str(gx_tensor_name(t))
             guard !name.isEmpty else { throw GraftError(.invalidModel, "\(source): initializer \(i) has no name") }
             guard g.initializers[name] == nil else {
@@ -161,7 +163,7 @@ private struct Reader {
             return .string(bytesToString(p, len))
         case 4:
             guard let t = gx_attr_t(a) else { throw GraftError(.invalidModel, "\(source): \(node.label): attribute '\(key)' has no tensor") }
-            return .tensor(try TensorDecoding.decode(t, externals: externals, context: " (attribute '\(key)' of \(node.label))"))
+            return .tensor(try TensorDecoding.decode(t, externals: externals, owner: owner, context: " (attribute '\(key)' of \(node.label))"))
         case 5, 10: return .graph
         case 6:
             let n = gx_attr_floats_count(a)
@@ -189,4 +191,15 @@ private struct Reader {
         guard let p, len > 0 else { return "" }
         return String(decoding: UnsafeRawBufferPointer(start: p, count: len), as: UTF8.self)
     }
+}
+
+/// The parsed ModelProto. Initializers whose raw bytes are suitably aligned point into it
+/// instead of being copied a second time (protobuf already copied them out of the file), so it
+/// lives as long as any of them.
+final class ParsedModel: @unchecked Sendable {
+    let pointer: OpaquePointer
+
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+
+    deinit { gx_model_free(pointer) }
 }

@@ -4,7 +4,10 @@ import COnnx
 /// before any allocation sized by the file, reads raw or typed fields or external data, and
 /// widens float16/bfloat16/float64 to float32 (the only float type kernels compute in).
 enum TensorDecoding {
-    static func decode(_ t: OpaquePointer, externals: ExternalDataResolver, context: @autoclosure () -> String) throws -> HostTensor {
+    /// `owner` keeps the proto alive: raw data of a compute type that is aligned for its
+    /// element size is used in place rather than copied.
+    static func decode(_ t: OpaquePointer, externals: ExternalDataResolver, owner: AnyObject? = nil,
+                       context: @autoclosure () -> String) throws -> HostTensor {
         let name = String(cString: gx_tensor_name(t))
         let what = "tensor '\(name)'\(context())"
         let code = gx_tensor_data_type(t)
@@ -31,6 +34,10 @@ enum TensorDecoding {
         if gx_tensor_raw_data(t, &rawPtr, &rawLen) != 0 {
             guard rawLen == expectedBytes else {
                 throw GraftError(.invalidModel, "\(what): raw data has \(rawLen) bytes but shape \(shape) of \(fileType) needs \(expectedBytes)")
+            }
+            if let owner, let p = rawPtr, fileType.isComputeType, rawLen >= 4096, Int(bitPattern: p) % 16 == 0 {
+                return HostTensor(dtype: fileType, shape: shape,
+                                  storage: TensorStorage(borrowing: UnsafeMutableRawPointer(mutating: p), byteCount: rawLen, keepAlive: owner))
             }
             return convert(from: rawPtr, fileType: fileType, shape: shape)
         }
