@@ -498,6 +498,17 @@ GRAFT_API graft_status graft_run_options_set_row_adapters(graft_run_options *opt
                                                           graft_adapter *const *adapters,
                                                           size_t count);
 
+/* Gives one modality id per token for runs with these options, for adapters that act only on
+ * the tokens of some modalities (e.g. LoRA on image tokens only): ids holds batch × sequence
+ * values, row-major, each in 0...31 (ids above 31 match no adapter). count 0 clears them. A
+ * modality-gated adapter run without ids fails with GRAFT_STATUS_INVALID_ARGUMENT; ids whose
+ * count differs from the tokens a gated layer sees fail with GRAFT_STATUS_SHAPE_MISMATCH.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT (NULL options, NULL ids with
+ *   count > 0).
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_run_options_set_modalities(graft_run_options *options,
+                                                        const uint8_t *ids, size_t count);
+
 /* Number of adapter sites (linear layers adapters can attach to) of a model.
  * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL arguments.
  * Thread safety: any thread. */

@@ -56,7 +56,7 @@ extern "C" {
 #endif
 
 #define GRAFT_PLUGIN_ABI_MAJOR 1
-#define GRAFT_PLUGIN_ABI_MINOR 0
+#define GRAFT_PLUGIN_ABI_MINOR 1
 #define GRAFT_PLUGIN_ABI_VERSION ((uint32_t)((GRAFT_PLUGIN_ABI_MAJOR << 16) | GRAFT_PLUGIN_ABI_MINOR))
 
 #define GRAFT_PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -77,6 +77,13 @@ extern "C" {
 #define GRAFT_ACTIVATION_RELU 1
 #define GRAFT_ACTIVATION_GELU 2
 #define GRAFT_ACTIVATION_SILU 3
+
+/* Router gates (since 1.1): how a router's logits z = W_r x + b_r become expert weights. */
+#define GRAFT_GATE_SOFTMAX 0    /* p = softmax(z) over all experts */
+#define GRAFT_GATE_TOPK 1       /* softmax, keep the top_k largest; renormalise them if asked */
+#define GRAFT_GATE_THRESHOLD 2  /* softmax, keep experts with p >= threshold (a per-token count);
+                                   renormalise if asked */
+#define GRAFT_GATE_SIGMOID 3    /* p = sigmoid(z), each expert independently */
 
 /* Log levels for graft_host_api.log. */
 #define GRAFT_LOG_DEBUG 0
@@ -126,7 +133,27 @@ typedef struct graft_lowrank_term {
     int32_t activation;        /* GRAFT_ACTIVATION_* between A and B */
     graft_gate_fn gate;        /* optional (NULL: g = 1) */
     void *gate_ctx;            /* passed to gate; must live as long as the plugin */
+    /* Since 1.1 (read only when struct_size covers them): */
+    uint32_t router;           /* 0: not routed; else an id from add_router at the same site:
+                                  g[t] is that router's weight for `expert` on token t */
+    uint32_t expert;           /* expert index within the router */
+    uint32_t modalities;       /* 0: every token; else a bit mask: bit m set means the term acts
+                                  on tokens whose modality id (set per run by the caller) is m */
 } graft_lowrank_term;
+
+/* A router at a site (since 1.1): z = W_r x + b_r over `experts` experts, turned into
+   per-token expert weights by `gate`. Terms name it through graft_lowrank_term.router. */
+typedef struct graft_router {
+    uint32_t struct_size;      /* sizeof(graft_router) */
+    uint32_t site;             /* site index */
+    uint32_t experts;          /* E >= 1 */
+    int32_t gate;              /* GRAFT_GATE_* */
+    const float *weight;       /* [E × in_features] row-major; copied by the host */
+    const float *bias;         /* [E] or NULL; copied */
+    uint32_t top_k;            /* GRAFT_GATE_TOPK: 1 <= top_k <= E */
+    int32_t renormalize;       /* TOPK / THRESHOLD: 1 to rescale the kept weights to sum 1 */
+    float threshold;           /* GRAFT_GATE_THRESHOLD: keep p >= threshold */
+} graft_router;
 
 /* What the host lends a plugin. Every function is thread-safe unless it says otherwise. */
 typedef struct graft_host_api {
@@ -174,6 +201,10 @@ typedef struct graft_host_api {
                                  const float *values, int64_t count);
     /* Names the adapter (shown by tools); optional. */
     int32_t (*set_name)(graft_adapter_builder *builder, const char *name);
+
+    /* Since 1.1 — check struct_size covers it before calling. Adds a router; writes its id
+       (>= 1) for graft_lowrank_term.router. */
+    int32_t (*add_router)(graft_adapter_builder *builder, const graft_router *router, uint32_t *id);
 } graft_host_api;
 
 /* What a plugin returns from graft_plugin_entry. Static storage is fine: the plugin is never

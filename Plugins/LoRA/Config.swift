@@ -65,6 +65,9 @@ struct LoRAConfig {
     var rankPattern: [PatternEntry<Int>] = []
     var alphaPattern: [PatternEntry<Double>] = []
     var targetModules = TargetModules.unspecified
+    /// Graft's extension `graft_modalities` (a list of modality ids 0...31): the adapter acts
+    /// only on tokens of those modalities. 0: every token.
+    var modalities: UInt32 = 0
 
     /// PEFT's get_pattern_key: the first key for which re.match(rf"(.*\.)?({key})$", module) holds.
     static func patternValue<V>(_ pattern: [PatternEntry<V>], for module: String) -> V? {
@@ -209,6 +212,18 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
         }
         config.targetModules = .names(names)
     case let other?: throw invalid("target_modules", "a list of strings or one string", other)
+    }
+
+    switch json["graft_modalities"] {
+    case nil, .null?: break
+    case .array(let elements)? where !elements.isEmpty:
+        for element in elements {
+            guard case .number(let id) = element, id == id.rounded(), id >= 0, id <= 31 else {
+                throw invalid("graft_modalities", "a non-empty list of modality ids 0...31", element)
+            }
+            config.modalities |= 1 << UInt32(id)
+        }
+    case let other?: throw invalid("graft_modalities", "a non-empty list of modality ids 0...31", other)
     }
     return config
 }

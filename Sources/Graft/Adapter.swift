@@ -55,8 +55,10 @@ extension Session {
         try core.setAdapters(adapters.map { ($0.0.core, $0.1) }, merged: merged)
     }
 
-    /// Runs with one adapter (or nil: the base model) per batch row, for this run only.
-    public func run(_ inputs: [String: Tensor], rowAdapters: [Adapter?]) throws -> [String: Tensor] {
-        try core.run(inputs.mapValues(\.host), rowAdapters: rowAdapters.map { $0?.core }).mapValues(Tensor.init(host:))
+    /// Runs with one adapter (or nil: the base model) per batch row, for this run only, and/or
+    /// a modality id per token (batch × sequence, row-major) for adapters that act only on
+    /// some modalities.
+    public func run(_ inputs: [String: Tensor], rowAdapters: [Adapter?]? = nil, modalities: [UInt8]? = nil) throws -> [String: Tensor] {
+        try core.run(inputs.mapValues(\.host), rowAdapters: rowAdapters?.map { $0?.core }, modalities: modalities).mapValues(Tensor.init(host:))
     }
 }

@@ -114,6 +114,14 @@ public func graft_run_options_set_row_adapters(_ options: OpaquePointer!, _ list
 }
 
 @c @implementation
+public func graft_run_options_set_modalities(_ options: OpaquePointer!, _ ids: UnsafePointer<UInt8>!, _ count: Int) -> graft_status {
+    guarded {
+        let box = object(try require(options, "options"), as: RunOptionsBox.self)
+        box.modalities = count == 0 ? nil : Array(UnsafeBufferPointer(start: try require(ids, "ids"), count: count))
+    }
+}
+
+@c @implementation
 public func graft_model_site_count(_ model: OpaquePointer!, _ count: UnsafeMutablePointer<Int>!) -> graft_status {
     guarded {
         let box = object(try require(model, "model"), as: ModelBox.self)

@@ -313,8 +313,8 @@ public func graft_session_run(_ session: OpaquePointer!, _ inputs: UnsafePointer
                 given[a.index] = TensorArgs.host(a)
             }
             let results = zip(given, plan.outputTypes).map { $0 ?? HostTensor(zeros: $1.dtype, shape: $1.shape) }
-            let rows = runOptions.flatMap { object($0, as: RunOptionsBox.self).rowAdapters }
-            try box.core.execute(plan, inputs: bound, outputs: results, rowAdapters: rows)
+            let options = runOptions.map { object($0, as: RunOptionsBox.self) }
+            try box.core.execute(plan, inputs: bound, outputs: results, rowAdapters: options?.rowAdapters, modalities: options?.modalities)
         }
     }
 }

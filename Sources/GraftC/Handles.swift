@@ -79,6 +79,8 @@ final class SessionOptionsBox {
 final class RunOptionsBox {
     /// Per-row adapters for runs with these options (nil: use the session's bound adapters).
     var rowAdapters: [CoreAdapter?]?
+    /// Modality id per token (nil: none).
+    var modalities: [UInt8]?
 }
 
 /// An adapter plus its name as a C string.

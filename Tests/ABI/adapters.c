@@ -72,7 +72,7 @@ int main(int argc, char **argv) {
     char a[2048], b[2048], refs[2048];
 
     /* The loader refuses broken plugins with a clear message. */
-    EXPECT(graft_plugin_load(join(bad, "bad_major.so")), GRAFT_STATUS_UNSUPPORTED, "ABI 2.0; this Graft speaks 1.0");
+    EXPECT(graft_plugin_load(join(bad, "bad_major.so")), GRAFT_STATUS_UNSUPPORTED, "ABI 2.0; this Graft speaks 1.");
     EXPECT(graft_plugin_load(join(bad, "no_entry.so")), GRAFT_STATUS_INVALID_ARGUMENT, "exports no graft_plugin_entry");
     EXPECT(graft_plugin_load(join(bad, "null_table.so")), GRAFT_STATUS_INVALID_ARGUMENT, "returned NULL");
     EXPECT(graft_plugin_load(join(bad, "small_table.so")), GRAFT_STATUS_INVALID_ARGUMENT, "struct_size 8");

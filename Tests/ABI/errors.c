@@ -305,6 +305,11 @@ int main(int argc, char **argv) {
     EXPECT(graft_run_options_set_row_adapters(NULL, NULL, 0), GRAFT_STATUS_INVALID_ARGUMENT, "options");
     EXPECT(graft_run_options_set_row_adapters(ro, NULL, 2), GRAFT_STATUS_INVALID_ARGUMENT, "adapters");
     CHECK(graft_run_options_set_row_adapters(ro, NULL, 0) == GRAFT_STATUS_OK);
+    EXPECT(graft_run_options_set_modalities(NULL, NULL, 0), GRAFT_STATUS_INVALID_ARGUMENT, "options");
+    EXPECT(graft_run_options_set_modalities(ro, NULL, 3), GRAFT_STATUS_INVALID_ARGUMENT, "ids");
+    uint8_t mods[3] = {0, 1, 0};
+    CHECK(graft_run_options_set_modalities(ro, mods, 3) == GRAFT_STATUS_OK);
+    CHECK(graft_run_options_set_modalities(ro, NULL, 0) == GRAFT_STATUS_OK);
     EXPECT(graft_model_site_count(NULL, &count), GRAFT_STATUS_INVALID_ARGUMENT, "model");
     EXPECT(graft_model_site_count(model, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "count");
     CHECK(graft_model_site_count(model, &count) == GRAFT_STATUS_OK && count == 0);

@@ -172,4 +172,34 @@ import Testing
         }
         #expect(e?.code == .invalidArgument, "\(e?.message ?? "accepted")")
     }
+
+    /// A LoRA with `graft_modalities: [1]` acts only on tokens of modality 1: with row 0's
+    /// tokens modality 1 and row 1's modality 0, row 0 matches PEFT's LoRA output and row 1
+    /// the base output (BERT rows do not interact).
+    @Test func modalityGatedLoRA() throws {
+        let dir = TempDir()
+        defer { dir.cleanup() }
+        let src = try #require(Self.manifest.adapters["bert/lora_qv_r8"])
+        let config = try String(contentsOfFile: src + "/adapter_config.json", encoding: .utf8)
+        let gated = config.replacingOccurrences(of: "{", with: #"{"graft_modalities": [1], "#, options: [], range: config.range(of: "{"))
+        _ = dir.write("adapter_config.json", Array(gated.utf8))
+        _ = dir.write("adapter_model.safetensors", Array(try Data(contentsOf: URL(fileURLWithPath: src + "/adapter_model.safetensors"))))
+        let model = try CoreModel(path: "\(fixturesRoot)/bert_dynamo/model.onnx")
+        let adapter = try PluginRegistry.loadAdapter(model: model, path: dir.path)
+        var inputs: [String: HostTensor] = [:]
+        for d in model.graph.inputs { inputs[d.name] = try Npy.read(path: "\(fixturesRoot)/bert_dynamo/basic/inputs/\(d.name).npy") }
+        let session = try CoreSession(model: model)
+        try session.setAdapters([(adapter, 1)])
+        let seq = inputs["input_ids"]!.shape[1]
+        let out = try session.run(inputs, modalities: Array(repeating: 1, count: seq) + Array(repeating: 0, count: seq))["last_hidden_state"]!
+        let lora = try Npy.read(path: "\(fixturesRoot)/adapters/bert/refs/lora_qv_r8/last_hidden_state.npy")
+        let base = try Npy.read(path: "\(fixturesRoot)/adapters/bert/refs/base/last_hidden_state.npy")
+        let half = out.count / 2
+        let got = out.floats(), l = lora.floats(), b = base.floats()
+        let d0 = (0..<half).map { abs(got[$0] - l[$0]) }.max()!
+        let d1 = (half..<out.count).map { abs(got[$0] - b[$0]) }.max()!
+        #expect(d0 <= Self.tolerance && d1 <= Self.tolerance, "row 0 vs LoRA \(d0), row 1 vs base \(d1)")
+        let e = expectError(.invalidArgument, containing: ["modality id per token"]) { _ = try session.run(inputs) }
+        #expect(e?.code == .invalidArgument)
+    }
 }

@@ -18,6 +18,8 @@ final class SessionAdapters {
         let scale: Float
         /// Batch rows the term applies to (nil: all).
         let rows: [Int]?
+        /// Index into the site's `routers` whose expert weight gates this term (nil: none).
+        var router: Int? = nil
     }
 
     struct ActiveScale {
@@ -27,6 +29,8 @@ final class SessionAdapters {
 
     struct SiteState {
         var terms: [ActiveTerm] = []
+        /// Routers evaluated once per run at this site, shared by the terms they gate.
+        var routers: [CoreAdapter.Router] = []
         var inputScales: [ActiveScale] = []
         var outputScales: [ActiveScale] = []
     }
@@ -37,6 +41,9 @@ final class SessionAdapters {
     private var scratch = ScratchBuffer()
     private var gates = ScratchBuffer()
     private var scaledInput = ScratchBuffer()
+    private var routerGates = ScratchBuffer()
+    /// Modality id per token for the current run (nil: none given).
+    var modalities: [UInt8]?
 
     var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty }
 
@@ -64,7 +71,7 @@ final class SessionAdapters {
                 }
             } else {
                 for (site, terms) in adapter.lowRank {
-                    Self.edit(&next, site) { $0.terms += terms.map { ActiveTerm(term: $0, scale: scale * $0.scale, rows: nil) } }
+                    Self.edit(&next, site) { Self.add(terms, of: adapter, scale: scale, rows: nil, to: &$0) }
                 }
             }
             Self.addScales(adapter, rows: nil, into: &next)
@@ -88,7 +95,7 @@ final class SessionAdapters {
         for id in order {
             let (adapter, rowList) = byAdapter[id]!
             for (site, terms) in adapter.lowRank {
-                Self.edit(&next, site) { $0.terms += terms.map { ActiveTerm(term: $0, scale: $0.scale, rows: rowList) } }
+                Self.edit(&next, site) { Self.add(terms, of: adapter, scale: 1, rows: rowList, to: &$0) }
             }
             Self.addScales(adapter, rows: rowList, into: &next)
         }
@@ -105,6 +112,22 @@ final class SessionAdapters {
     private static func addScales(_ adapter: CoreAdapter, rows: [Int]?, into next: inout [SiteState?]) {
         for (site, v) in adapter.inputScales { edit(&next, site) { $0.inputScales.append(ActiveScale(values: v, rows: rows)) } }
         for (site, v) in adapter.outputScales { edit(&next, site) { $0.outputScales.append(ActiveScale(values: v, rows: rows)) } }
+    }
+
+    /// Adds an adapter's terms at one site, bringing the routers they use along once each.
+    private static func add(_ terms: [CoreAdapter.LowRank], of adapter: CoreAdapter, scale: Float, rows: [Int]?, to state: inout SiteState) {
+        var slotOfRouter: [Int: Int] = [:]
+        for t in terms {
+            var active = ActiveTerm(term: t, scale: scale * t.scale, rows: rows)
+            if let r = t.router {
+                if slotOfRouter[r] == nil {
+                    slotOfRouter[r] = state.routers.count
+                    state.routers.append(adapter.routers[r])
+                }
+                active.router = slotOfRouter[r]
+            }
+            state.terms.append(active)
+        }
     }
 
     private static func edit(_ states: inout [SiteState?], _ site: Int, _ change: (inout SiteState) -> Void) {
@@ -156,6 +179,25 @@ final class SessionAdapters {
         guard let state = sites[site] else { return }
         let x = UnsafePointer(slots[Int(s.x)].assumingMemoryBound(to: Float.self))
         let y = slots[Int(s.y)].assumingMemoryBound(to: Float.self)
+        // Router weights for every token: G_r [rows, E_r], one block per router.
+        var gateOffsets: [Int] = []
+        var total = 0
+        for r in state.routers {
+            gateOffsets.append(total)
+            total += s.rows * r.experts
+        }
+        let gates = routerGates.floats(max(total, 1))
+        for (i, r) in state.routers.enumerated() {
+            Self.route(r, x: x, rows: s.rows, inFeatures: inF, into: gates + gateOffsets[i])
+        }
+        if state.terms.contains(where: { $0.term.modalities != 0 }) {
+            guard let ids = modalities else {
+                throw GraftError(.invalidArgument, "an adapter acts only on tokens of some modalities; pass a modality id per token with the run")
+            }
+            guard ids.count == s.rows else {
+                throw GraftError(.shapeMismatch, "modality ids cover \(ids.count) tokens but site \(site) sees \(s.rows) rows")
+            }
+        }
         for active in state.terms {
             let t = active.term
             let r = t.rank
@@ -167,9 +209,24 @@ final class SessionAdapters {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(r), Int32(inF), 1, xb, Int32(inF), a, Int32(inF), 0, u, Int32(r))
                 Self.activate(u, count: m * r, t.activation)
                 if let gate = t.gate {
-                    let g = gates.floats(m)
+                    let g = self.gates.floats(m)
                     gate(t.gateContext, xb, Int64(m), Int64(inF), g)
                     for i in 0..<m { for j in 0..<r { u[i * r + j] *= g[i] } }
+                }
+                if let ri = active.router {
+                    // g[t] = the router's weight for this term's expert on token t.
+                    let e = state.routers[ri].experts
+                    let g = gates + gateOffsets[ri] + start * e + t.expert
+                    for i in 0..<m { for j in 0..<r { u[i * r + j] *= g[i * e] } }
+                }
+                if t.modalities != 0, let ids = modalities {
+                    // Tokens of other modalities get no contribution.
+                    for i in 0..<m {
+                        let id = UInt32(ids[start + i])
+                        if id > 31 || (t.modalities >> id) & 1 == 0 {
+                            for j in 0..<r { u[i * r + j] = 0 }
+                        }
+                    }
                 }
                 // Y[m, out] += scale · U · Bᵀ
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(outF), Int32(r), active.scale, u, Int32(r), b, Int32(r), 1, yb, Int32(outF))
@@ -203,6 +260,54 @@ final class SessionAdapters {
             while j + 1 < rowList.count && rowList[j + 1] == rowList[j] + 1 { j += 1 }
             try body(rowList[i] * perRow, (j - i + 1) * perRow)
             i = j + 1
+        }
+    }
+
+    /// G [rows, E] = gate(X · Wᵀ + b) for one router.
+    private static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>) {
+        let e = r.experts
+        guard rows > 0 else { return }
+        if let b = r.bias {
+            for t in 0..<rows { (g + t * e).update(from: b.pointer(Float.self), count: e) }
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(e), Int32(inF), 1, x, Int32(inF),
+                    r.weight.pointer(Float.self), Int32(inF), r.bias == nil ? 0 : 1, g, Int32(e))
+        for t in 0..<rows { gateRow(g + t * e, e, r) }
+    }
+
+    /// Turns one token's logits into expert weights in place.
+    static func gateRow(_ z: UnsafeMutablePointer<Float>, _ e: Int, _ r: CoreAdapter.Router) {
+        if r.gate == GRAFT_GATE_SIGMOID {
+            for i in 0..<e { z[i] = 1 / (1 + expf(-z[i])) }
+            return
+        }
+        var m = -Float.infinity
+        for i in 0..<e { m = max(m, z[i]) }
+        var sum: Float = 0
+        for i in 0..<e {
+            z[i] = expf(z[i] - m)
+            sum += z[i]
+        }
+        for i in 0..<e { z[i] /= sum }
+        switch r.gate {
+        case GRAFT_GATE_TOPK:
+            // Keep the k largest (ties: lower index first); zero the rest.
+            var kept: Float = 0
+            for _ in 0..<r.topK {
+                var best = -1
+                for i in 0..<e where z[i] >= 0 && (best < 0 || z[i] > z[best]) { best = i }
+                kept += z[best]
+                z[best] = -1 - z[best]          // mark as kept, recoverable
+            }
+            for i in 0..<e { z[i] = z[i] < 0 ? -1 - z[i] : 0 }
+            if r.renormalize && kept > 0 { for i in 0..<e { z[i] /= kept } }
+        case GRAFT_GATE_THRESHOLD:
+            var kept: Float = 0
+            for i in 0..<e {
+                if z[i] < r.threshold { z[i] = 0 } else { kept += z[i] }
+            }
+            if r.renormalize && kept > 0 { for i in 0..<e { z[i] /= kept } }
+        default: break
         }
     }
 

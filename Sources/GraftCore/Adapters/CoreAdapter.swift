@@ -13,6 +13,23 @@ package final class CoreAdapter: @unchecked Sendable {
         package let activation: Int32        // GRAFT_ACTIVATION_*
         package let gate: graft_gate_fn?
         package let gateContext: UnsafeMutableRawPointer?
+        /// Index into the adapter's `routers` (nil: not routed) and the expert it gates by.
+        package var router: Int? = nil
+        package var expert: Int = 0
+        /// Bit m set: acts only on tokens of modality m; 0: every token.
+        package var modalities: UInt32 = 0
+    }
+
+    /// A router `z = W x + b` at a site, gated into per-token expert weights.
+    package struct Router: Sendable {
+        package let site: Int
+        package let experts: Int
+        package let gate: Int32              // GRAFT_GATE_*
+        package let weight: HostTensor       // [experts, in]
+        package let bias: HostTensor?        // [experts]
+        package let topK: Int
+        package let renormalize: Bool
+        package let threshold: Float
     }
 
     package let name: String
@@ -22,17 +39,20 @@ package final class CoreAdapter: @unchecked Sendable {
     package let model: ObjectIdentifier
     /// Terms per site index.
     package let lowRank: [Int: [LowRank]]
+    /// Routers the low-rank terms refer to (by index).
+    package let routers: [Router]
     /// Per-channel scales per site index: on the site's input [in] and output [out].
     package let inputScales: [Int: HostTensor]
     package let outputScales: [Int: HostTensor]
 
     package init(name: String, source: String, plugin: String, model: ObjectIdentifier,
-                 lowRank: [Int: [LowRank]], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor]) {
+                 lowRank: [Int: [LowRank]], routers: [Router] = [], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor]) {
         self.name = name
         self.source = source
         self.plugin = plugin
         self.model = model
         self.lowRank = lowRank
+        self.routers = routers
         self.inputScales = inputScales
         self.outputScales = outputScales
     }
@@ -42,6 +62,6 @@ package final class CoreAdapter: @unchecked Sendable {
 
     /// Whether the terms are plain linear maps (no gate, no activation): what merging needs.
     package var isMergeable: Bool {
-        lowRank.values.allSatisfy { $0.allSatisfy { $0.gate == nil && $0.activation == GRAFT_ACTIVATION_IDENTITY } }
+        lowRank.values.allSatisfy { $0.allSatisfy { $0.gate == nil && $0.router == nil && $0.modalities == 0 && $0.activation == GRAFT_ACTIVATION_IDENTITY } }
     }
 }

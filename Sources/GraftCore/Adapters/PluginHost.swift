@@ -106,6 +106,10 @@ package enum PluginHost {
             guard let builder, let values else { return fail(.invalidArgument, "add_channel_scale: NULL argument") }
             return AdapterBuilder.from(builder).addChannelScale(site: Int(site), which: which, values: values, count: Int(count))
         }
+        t.add_router = { builder, router, id in
+            guard let builder, let router, let id else { return fail(.invalidArgument, "add_router: NULL argument") }
+            return AdapterBuilder.from(builder).addRouter(router, id: id)
+        }
         t.set_name = { builder, name in
             guard let builder, let name else { return fail(.invalidArgument, "set_name: NULL argument") }
             AdapterBuilder.from(builder).name = String(cString: name)
@@ -175,6 +179,7 @@ final class AdapterBuilder {
     let model: CoreModel
     var name: String
     var lowRank: [Int: [CoreAdapter.LowRank]] = [:]
+    var routers: [CoreAdapter.Router] = []
     var inputScales: [Int: HostTensor] = [:]
     var outputScales: [Int: HostTensor] = [:]
     /// Largest rank a term may have (keeps a hostile plugin file from asking for huge copies).
@@ -191,10 +196,29 @@ final class AdapterBuilder {
 
     var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
+    /// Size of graft_lowrank_term in plugin ABI 1.0 (before router, expert, modalities).
+    static let lowRankV10Size = MemoryLayout<graft_lowrank_term>.offset(of: \graft_lowrank_term.router)!
+    static let maxExperts = 1024
+
     func addLowRank(_ term: UnsafePointer<graft_lowrank_term>) -> Int32 {
         let t = term.pointee
-        guard t.struct_size >= UInt32(MemoryLayout<graft_lowrank_term>.size) else {
-            return PluginHost.fail(.invalidArgument, "add_lowrank: struct_size \(t.struct_size) is smaller than graft_lowrank_term (\(MemoryLayout<graft_lowrank_term>.size))")
+        guard Int(t.struct_size) >= Self.lowRankV10Size else {
+            return PluginHost.fail(.invalidArgument, "add_lowrank: struct_size \(t.struct_size) is smaller than graft_lowrank_term of plugin ABI 1.0 (\(Self.lowRankV10Size))")
+        }
+        // Fields added in 1.1 count only when the plugin's struct has them.
+        let v11 = Int(t.struct_size) >= MemoryLayout<graft_lowrank_term>.size
+        let routerID = v11 ? Int(t.router) : 0
+        let expert = v11 ? Int(t.expert) : 0
+        let modalities = v11 ? t.modalities : 0
+        var routerIndex: Int?
+        if routerID != 0 {
+            guard routerID <= routers.count, routers[routerID - 1].site == Int(t.site) else {
+                return PluginHost.fail(.invalidArgument, "add_lowrank: router \(routerID) is not a router of site \(t.site)")
+            }
+            guard expert < routers[routerID - 1].experts else {
+                return PluginHost.fail(.invalidArgument, "add_lowrank: expert \(expert) is out of range for a router of \(routers[routerID - 1].experts) experts")
+            }
+            routerIndex = routerID - 1
         }
         let site = Int(t.site)
         guard site < model.sites.count else { return PluginHost.fail(.invalidArgument, "add_lowrank: site \(site) out of range (\(model.sites.count) sites)") }
@@ -211,7 +235,40 @@ final class AdapterBuilder {
         at.raw.copyMemory(from: a, byteCount: at.byteCount)
         bt.raw.copyMemory(from: b, byteCount: bt.byteCount)
         lowRank[site, default: []].append(CoreAdapter.LowRank(site: site, rank: rank, a: at, b: bt, scale: t.scale,
-                                                              activation: t.activation, gate: t.gate, gateContext: t.gate_ctx))
+                                                              activation: t.activation, gate: t.gate, gateContext: t.gate_ctx,
+                                                              router: routerIndex, expert: expert, modalities: modalities))
+        return 0
+    }
+
+    func addRouter(_ router: UnsafePointer<graft_router>, id: UnsafeMutablePointer<UInt32>) -> Int32 {
+        let r = router.pointee
+        guard Int(r.struct_size) >= MemoryLayout<graft_router>.size else {
+            return PluginHost.fail(.invalidArgument, "add_router: struct_size \(r.struct_size) is smaller than graft_router (\(MemoryLayout<graft_router>.size))")
+        }
+        let site = Int(r.site)
+        guard site < model.sites.count else { return PluginHost.fail(.invalidArgument, "add_router: site \(site) out of range (\(model.sites.count) sites)") }
+        let experts = Int(r.experts)
+        guard experts >= 1, experts <= Self.maxExperts else { return PluginHost.fail(.limitExceeded, "add_router: \(experts) experts is outside 1...\(Self.maxExperts)") }
+        guard (GRAFT_GATE_SOFTMAX...GRAFT_GATE_SIGMOID).contains(r.gate) else { return PluginHost.fail(.unsupported, "add_router: unknown gate \(r.gate)") }
+        if r.gate == GRAFT_GATE_TOPK {
+            guard r.top_k >= 1, Int(r.top_k) <= experts else { return PluginHost.fail(.invalidArgument, "add_router: top_k \(r.top_k) must be between 1 and \(experts)") }
+        }
+        if r.gate == GRAFT_GATE_THRESHOLD {
+            guard r.threshold.isFinite, r.threshold >= 0, r.threshold <= 1 else { return PluginHost.fail(.invalidArgument, "add_router: threshold \(r.threshold) must be in [0, 1]") }
+        }
+        guard let w = r.weight else { return PluginHost.fail(.invalidArgument, "add_router: weight is NULL") }
+        let inF = model.sites[site].inFeatures
+        let weight = HostTensor(zeros: .float32, shape: [experts, inF])
+        weight.raw.copyMemory(from: w, byteCount: weight.byteCount)
+        var bias: HostTensor?
+        if let b = r.bias {
+            let t = HostTensor(zeros: .float32, shape: [experts])
+            t.raw.copyMemory(from: b, byteCount: t.byteCount)
+            bias = t
+        }
+        routers.append(CoreAdapter.Router(site: site, experts: experts, gate: r.gate, weight: weight, bias: bias,
+                                          topK: Int(r.top_k), renormalize: r.renormalize != 0, threshold: r.threshold))
+        id.pointee = UInt32(routers.count)
         return 0
     }
 

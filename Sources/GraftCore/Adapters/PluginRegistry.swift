@@ -117,7 +117,7 @@ package enum PluginRegistry {
             throw GraftError(.invalidData, "plugin \(plugin.name) loaded '\(path)' but it adds nothing to any site")
         }
         return CoreAdapter(name: builder.name, source: path, plugin: plugin.name, model: ObjectIdentifier(model),
-                           lowRank: builder.lowRank, inputScales: builder.inputScales, outputScales: builder.outputScales)
+                           lowRank: builder.lowRank, routers: builder.routers, inputScales: builder.inputScales, outputScales: builder.outputScales)
     }
 
     /// Files that look like plugins in a folder: `libGraftPlugin*.so`.

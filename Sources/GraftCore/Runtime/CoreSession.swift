@@ -78,19 +78,21 @@ package final class CoreSession {
 
     /// Runs the model. Outputs are new tensors keyed by output name. `rowAdapters`, when
     /// given, names one adapter (or nil: the base model) per batch row for this run only, in
-    /// place of the bound adapters.
-    package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil) throws -> [String: HostTensor] {
+    /// place of the bound adapters. `modalities`: one modality id per token (batch × sequence,
+    /// row-major) for adapters that act only on some modalities.
+    package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil, modalities: [UInt8]? = nil) throws -> [String: HostTensor] {
         let inputs = try bind(named)
         let plan = try plan(for: inputs)
         let outputs = plan.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
-        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters)
+        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities)
         var result: [String: HostTensor] = [:]
         for (decl, t) in zip(model.graph.outputs, outputs) { result[decl.name] = t }
         return result
     }
 
     /// Runs `plan` reading `inputs` in place and writing `outputs` (types must match the plan).
-    package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor], rowAdapters: [CoreAdapter?]? = nil) throws {
+    package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor], rowAdapters: [CoreAdapter?]? = nil,
+                         modalities: [UInt8]? = nil) throws {
         var active: SessionAdapters? = bound.isEmpty ? nil : bound
         var batch = 1
         if let rowAdapters {
@@ -102,6 +104,7 @@ package final class CoreSession {
             active = perRow
             batch = rowAdapters.count
         }
+        active?.modalities = modalities
         try reserve(arenaBytes: plan.arenaBytes, slots: plan.slotCount)
         let slots = self.slots!
         let arena = self.arena!

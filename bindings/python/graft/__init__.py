@@ -296,22 +296,29 @@ class Session:
         _c.graft_session_set_adapters(self._handle, arr, sc, len(adapters), 1 if merged else 0)
         self._bound = adapters   # keep the Python objects alive while bound
 
-    def run(self, inputs: Dict[str, np.ndarray], row_adapters: Optional[Sequence[Optional["Adapter"]]] = None
-            ) -> Dict[str, np.ndarray]:
+    def run(self, inputs: Dict[str, np.ndarray], row_adapters: Optional[Sequence[Optional["Adapter"]]] = None,
+            modalities=None) -> Dict[str, np.ndarray]:
         """Runs on `inputs` (every declared input, by name; array-likes are converted with
         numpy, C-contiguous native arrays are passed without copying) and returns every output
         as a new numpy array, by name. `row_adapters` names one adapter (or None: the base
-        model) per batch row for this run only. Raises GraftError for a missing or unknown
-        input, a wrong dtype, rank or dimension, or data invalid at run time."""
+        model) per batch row for this run only; `modalities` gives a modality id (0...31) per
+        token, shape [batch, sequence], for adapters that act only on some modalities. Raises
+        GraftError for a missing or unknown input, a wrong dtype, rank or dimension, or data
+        invalid at run time."""
         if self._handle is None:
             raise _closed("session")
-        if row_adapters is None:
+        if row_adapters is None and modalities is None:
             return self._run(inputs, None)
         opts = ctypes.c_void_p()
         _c.graft_run_options_create(ctypes.byref(opts))
         try:
-            rows = list(row_adapters)
-            _c.graft_run_options_set_row_adapters(opts, _adapter_array(rows, allow_none=True), len(rows))
+            if row_adapters is not None:
+                rows = list(row_adapters)
+                _c.graft_run_options_set_row_adapters(opts, _adapter_array(rows, allow_none=True), len(rows))
+            if modalities is not None:
+                ids = np.ascontiguousarray(modalities, dtype=np.uint8).reshape(-1)
+                _c.graft_run_options_set_modalities(
+                    opts, ids.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ids.size)
             return self._run(inputs, opts)
         finally:
             _c.graft_run_options_free(opts)

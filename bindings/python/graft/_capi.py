@@ -248,6 +248,10 @@ graft_session_set_adapters = _bind(
 #                                                 graft_adapter *const *adapters, size_t count);
 graft_run_options_set_row_adapters = _bind(
     "graft_run_options_set_row_adapters", graft_status, [handle, ctypes.POINTER(ctypes.c_void_p), ctypes.c_size_t])
+# graft_status graft_run_options_set_modalities(graft_run_options *options, const uint8_t *ids,
+#                                               size_t count);
+graft_run_options_set_modalities = _bind(
+    "graft_run_options_set_modalities", graft_status, [handle, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t])
 # graft_status graft_model_site_count(const graft_model *model, size_t *count);
 graft_model_site_count = _bind("graft_model_site_count", graft_status, [handle, c_size_p])
 # graft_status graft_model_site_info(const graft_model *model, size_t index, const char **name,
