@@ -3,12 +3,6 @@ import Testing
 
 // Data-movement ops are compared exactly (tolerance 0): they copy values bit for bit.
 
-fileprivate func run(_ op: String, _ inputs: [HostTensor?], _ attrs: [String: Attribute] = [:],
-                     outputs: Int = 1, opset: Int = 17) throws -> [HostTensor] {
-    let node = Node(name: "t", opType: op, inputs: inputs.enumerated().map { $0.element == nil ? "" : "in\($0.offset)" },
-                    outputs: (0..<outputs).map { "out\($0)" }, attributes: attrs)
-    return try KernelRegistry.evaluate(node, inputs: inputs, opset: opset)
-}
 
 fileprivate func ints(_ v: [Int], _ shape: [Int]? = nil) -> HostTensor { HostTensor(v.map(Int64.init), shape: shape ?? [v.count]) }
 fileprivate func floats(_ v: [Float], _ shape: [Int]) -> HostTensor { HostTensor(v, shape: shape) }
@@ -18,27 +12,8 @@ fileprivate extension HostTensor {
     var bytes: [UInt8] { Array(UnsafeBufferPointer(start: pointer(UInt8.self), count: count)) }
 }
 
-fileprivate func throwsGraft(_ code: GraftError.Code? = nil, _ body: () throws -> Void) -> Bool {
-    do { try body() } catch let e as GraftError { return code == nil || e.code == code } catch { return false }
-    return false
-}
 
-/// Row-major coordinates of flat index `i`.
-fileprivate func coords(_ i: Int, _ shape: [Int]) -> [Int] {
-    var c = [Int](repeating: 0, count: shape.count)
-    var r = i
-    for d in stride(from: shape.count - 1, through: 0, by: -1) {
-        c[d] = r % shape[d]
-        r /= shape[d]
-    }
-    return c
-}
 
-fileprivate func flat(_ c: [Int], _ shape: [Int]) -> Int {
-    var i = 0
-    for d in 0..<shape.count { i = i * shape[d] + c[d] }
-    return i
-}
 
 /// Reference transpose by coordinates.
 fileprivate func refTranspose(_ x: [Float], _ shape: [Int], _ perm: [Int]) -> [Float] {
@@ -56,86 +31,86 @@ struct IndexingKernelTests {
     @Test func gather() throws {
         let x = floats([1, 2, 3, 4, 5, 6], [3, 2])
         // axis 0, 2-D int64 indices with a negative one.
-        let a = try run("Gather", [x, ints([0, 2, -1, 1], [2, 2])])[0]
+        let a = try runNode("Gather", [x, ints([0, 2, -1, 1], [2, 2])])[0]
         #expect(a.shape == [2, 2, 2])
         #expect(a.floats() == [1, 2, 5, 6, 5, 6, 3, 4])
         // axis 1 with int32 indices.
-        let b = try run("Gather", [x, HostTensor([Int32(1), 0, 1], shape: [3])], ["axis": .int(1)])[0]
+        let b = try runNode("Gather", [x, HostTensor([Int32(1), 0, 1], shape: [3])], ["axis": .int(1)])[0]
         #expect(b.shape == [3, 3] && b.floats() == [2, 1, 2, 4, 3, 4, 6, 5, 6])
         // scalar index removes the axis; negative axis.
-        let c = try run("Gather", [x, HostTensor([Int64(1)], shape: [])], ["axis": .int(-1)])[0]
+        let c = try runNode("Gather", [x, HostTensor([Int64(1)], shape: [])], ["axis": .int(-1)])[0]
         #expect(c.shape == [3] && c.floats() == [2, 4, 6])
         // int64 data (shape vectors) and bool data.
-        #expect(try run("Gather", [ints([7, 8, 9]), ints([2, 0])])[0].int64s == [9, 7])
-        #expect(try run("Gather", [HostTensor([true, false, true], shape: [3]), ints([1, 2])])[0].bytes == [0, 1])
+        #expect(try runNode("Gather", [ints([7, 8, 9]), ints([2, 0])])[0].int64s == [9, 7])
+        #expect(try runNode("Gather", [HostTensor([true, false, true], shape: [3]), ints([1, 2])])[0].bytes == [0, 1])
         // embedding-style: [vocab, dim] with [batch, seq] ids.
         let emb = iota([5, 3])
-        let e = try run("Gather", [emb, ints([4, 0, 2, 2], [2, 2])])[0]
+        let e = try runNode("Gather", [emb, ints([4, 0, 2, 2], [2, 2])])[0]
         #expect(e.shape == [2, 2, 3])
         #expect(e.floats() == [12, 13, 14, 0, 1, 2, 6, 7, 8, 6, 7, 8])
         // empty indices
-        #expect(try run("Gather", [x, ints([], [0])])[0].shape == [0, 2])
+        #expect(try runNode("Gather", [x, ints([], [0])])[0].shape == [0, 2])
         // out of range at run time
-        #expect(throwsGraft(.invalidData) { _ = try run("Gather", [x, ints([3])]) })
-        #expect(throwsGraft(.invalidData) { _ = try run("Gather", [x, ints([-4])]) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("Gather", [x, ints([0])], ["axis": .int(2)]) })
+        #expect(throwsGraft(.invalidData) { _ = try runNode("Gather", [x, ints([3])]) })
+        #expect(throwsGraft(.invalidData) { _ = try runNode("Gather", [x, ints([-4])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Gather", [x, ints([0])], ["axis": .int(2)]) })
     }
 
     @Test func gatherElements() throws {
         // ONNX spec examples.
-        let a = try run("GatherElements", [floats([1, 2, 3, 4], [2, 2]), ints([0, 0, 1, 0], [2, 2])], ["axis": .int(1)])[0]
+        let a = try runNode("GatherElements", [floats([1, 2, 3, 4], [2, 2]), ints([0, 0, 1, 0], [2, 2])], ["axis": .int(1)])[0]
         #expect(a.floats() == [1, 1, 4, 3])
         let data = floats([1, 2, 3, 4, 5, 6, 7, 8, 9], [3, 3])
-        let b = try run("GatherElements", [data, ints([1, 2, 0, 2, 0, 0], [2, 3])])[0]
+        let b = try runNode("GatherElements", [data, ints([1, 2, 0, 2, 0, 0], [2, 3])])[0]
         #expect(b.shape == [2, 3] && b.floats() == [4, 8, 3, 7, 2, 3])
         // negative indices and a negative axis
-        let c = try run("GatherElements", [data, ints([-1, 0, -3, 1], [2, 2])], ["axis": .int(-1)])[0]
+        let c = try runNode("GatherElements", [data, ints([-1, 0, -3, 1], [2, 2])], ["axis": .int(-1)])[0]
         #expect(c.floats() == [3, 1, 4, 5])
         // 3-D against a loop reference, axis 1, indices smaller than data on other axes.
         let x = iota([2, 4, 3])
         let idxShape = [2, 5, 2]
         let idx = (0..<20).map { ($0 * 7) % 4 }
-        let r = try run("GatherElements", [x, ints(idx, idxShape)], ["axis": .int(1)])[0]
+        let r = try runNode("GatherElements", [x, ints(idx, idxShape)], ["axis": .int(1)])[0]
         let xv = x.floats()
         let expected = (0..<20).map { i -> Float in
             let cc = coords(i, idxShape)
             return xv[flat([cc[0], idx[i], cc[2]], [2, 4, 3])]
         }
         #expect(r.floats() == expected)
-        #expect(throwsGraft(.invalidData) { _ = try run("GatherElements", [data, ints([3, 0, 0], [1, 3])]) })
+        #expect(throwsGraft(.invalidData) { _ = try runNode("GatherElements", [data, ints([3, 0, 0], [1, 3])]) })
     }
 
     @Test func gatherND() throws {
         // ONNX spec examples.
         let d1 = ints([0, 1, 2, 3], [2, 2])
-        #expect(try run("GatherND", [d1, ints([0, 0, 1, 1], [2, 2])])[0].int64s == [0, 3])
-        let r2 = try run("GatherND", [d1, ints([1, 0], [2, 1])])[0]
+        #expect(try runNode("GatherND", [d1, ints([0, 0, 1, 1], [2, 2])])[0].int64s == [0, 3])
+        let r2 = try runNode("GatherND", [d1, ints([1, 0], [2, 1])])[0]
         #expect(r2.shape == [2, 2] && r2.int64s == [2, 3, 0, 1])
         let d3 = ints(Array(0..<8), [2, 2, 2])
-        let r3 = try run("GatherND", [d3, ints([0, 1, 1, 0], [2, 2])])[0]
+        let r3 = try runNode("GatherND", [d3, ints([0, 1, 1, 0], [2, 2])])[0]
         #expect(r3.shape == [2, 2] && r3.int64s == [2, 3, 4, 5])
-        let r4 = try run("GatherND", [d3, ints([0, 1, 1, 0], [2, 1, 2])])[0]
+        let r4 = try runNode("GatherND", [d3, ints([0, 1, 1, 0], [2, 1, 2])])[0]
         #expect(r4.shape == [2, 1, 2] && r4.int64s == [2, 3, 4, 5])
         // batch_dims = 1
-        let r5 = try run("GatherND", [d3, ints([1, 0], [2, 1])], ["batch_dims": .int(1)])[0]
+        let r5 = try runNode("GatherND", [d3, ints([1, 0], [2, 1])], ["batch_dims": .int(1)])[0]
         #expect(r5.shape == [2, 2] && r5.int64s == [2, 3, 4, 5])
         // negative index wraps
-        #expect(try run("GatherND", [d1, ints([-1, -2], [1, 2])])[0].int64s == [2])
-        #expect(throwsGraft(.invalidData) { _ = try run("GatherND", [d1, ints([2, 0], [1, 2])]) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("GatherND", [d1, ints([0, 0, 0], [1, 3])]) })
+        #expect(try runNode("GatherND", [d1, ints([-1, -2], [1, 2])])[0].int64s == [2])
+        #expect(throwsGraft(.invalidData) { _ = try runNode("GatherND", [d1, ints([2, 0], [1, 2])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("GatherND", [d1, ints([0, 0, 0], [1, 3])]) })
     }
 
     @Test func slice() throws {
         let x = floats([1, 2, 3, 4, 5, 6, 7, 8], [2, 4])
         // ONNX spec example 1: steps
-        let a = try run("Slice", [x, ints([1, 0]), ints([2, 3]), ints([0, 1]), ints([1, 2])])[0]
+        let a = try runNode("Slice", [x, ints([1, 0]), ints([2, 3]), ints([0, 1]), ints([1, 2])])[0]
         #expect(a.shape == [1, 2] && a.floats() == [5, 7])
         // spec example 2: negative end, huge end, axes omitted
-        let b = try run("Slice", [x, ints([0, 1]), ints([-1, 1000])])[0]
+        let b = try runNode("Slice", [x, ints([0, 1]), ints([-1, 1000])])[0]
         #expect(b.shape == [1, 3] && b.floats() == [2, 3, 4])
         let v = iota([10])
         func s1(_ s: Int, _ e: Int, _ st: Int) throws -> [Float] {
-            try run("Slice", [v, ints([s]), ints([e]), ints([0]), ints([st])])[0].floats()
+            try runNode("Slice", [v, ints([s]), ints([e]), ints([0]), ints([st])])[0].floats()
         }
         // reverse everything: INT64_MIN end with step -1
         #expect(try s1(-1, Int(Int64.min), -1) == [9, 8, 7, 6, 5, 4, 3, 2, 1, 0])
@@ -151,121 +126,121 @@ struct IndexingKernelTests {
         #expect(try s1(-1, Int(Int64.min), Int(Int64.min)) == [9])
         // negative axis, 3-D, against a loop reference: x[:, 3:0:-2, 1:]
         let y = iota([2, 5, 3])
-        let r = try run("Slice", [y, ints([3, 1]), ints([0, 100]), ints([-2, -1]), ints([-2, 1])])[0]
+        let r = try runNode("Slice", [y, ints([3, 1]), ints([0, 100]), ints([-2, -1]), ints([-2, 1])])[0]
         #expect(r.shape == [2, 2, 2])
         var expected: [Float] = []
         for i in 0..<2 { for j in [3, 1] { for k in 1..<3 { expected.append(Float(i * 15 + j * 3 + k)) } } }
         #expect(r.floats() == expected)
         // int64 data, opset 9 attribute form
-        let z = try run("Slice", [ints([1, 2, 3, 4])], ["starts": .ints([1]), "ends": .ints([3])], opset: 9)[0]
+        let z = try runNode("Slice", [ints([1, 2, 3, 4])], ["starts": .ints([1]), "ends": .ints([3])], opset: 9)[0]
         #expect(z.int64s == [2, 3])
-        #expect(throwsGraft(.invalidModel) { _ = try run("Slice", [v, ints([0]), ints([3]), ints([0]), ints([0])]) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("Slice", [x, ints([0, 0]), ints([1, 1]), ints([1, 1])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Slice", [v, ints([0]), ints([3]), ints([0]), ints([0])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Slice", [x, ints([0, 0]), ints([1, 1]), ints([1, 1])]) })
     }
 
     @Test func concat() throws {
         let a = floats([1, 2], [2, 1]), b = floats([3, 4, 5, 6], [2, 2])
-        let r = try run("Concat", [a, b], ["axis": .int(1)])[0]
+        let r = try runNode("Concat", [a, b], ["axis": .int(1)])[0]
         #expect(r.shape == [2, 3] && r.floats() == [1, 3, 4, 2, 5, 6])
-        let r2 = try run("Concat", [b, b], ["axis": .int(-2)])[0]
+        let r2 = try runNode("Concat", [b, b], ["axis": .int(-2)])[0]
         #expect(r2.shape == [4, 2] && r2.floats() == [3, 4, 5, 6, 3, 4, 5, 6])
         // zero-size inputs in the middle
         let e = HostTensor(zeros: .float32, shape: [2, 0])
-        let r3 = try run("Concat", [a, e, b], ["axis": .int(1)])[0]
+        let r3 = try runNode("Concat", [a, e, b], ["axis": .int(1)])[0]
         #expect(r3.floats() == [1, 3, 4, 2, 5, 6])
         // int64 shape vectors, one empty
-        #expect(try run("Concat", [ints([1, 2]), ints([]), ints([3])], ["axis": .int(0)])[0].int64s == [1, 2, 3])
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Concat", [a, floats([1, 2, 3], [3, 1])], ["axis": .int(1)]) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("Concat", [a, ints([1, 2], [2, 1])], ["axis": .int(1)]) })
+        #expect(try runNode("Concat", [ints([1, 2]), ints([]), ints([3])], ["axis": .int(0)])[0].int64s == [1, 2, 3])
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNode("Concat", [a, floats([1, 2, 3], [3, 1])], ["axis": .int(1)]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Concat", [a, ints([1, 2], [2, 1])], ["axis": .int(1)]) })
     }
 
     @Test func splitOpsetForms() throws {
         let x = iota([2, 6])
         // opset 13+: split input
-        let a = try run("Split", [x, ints([1, 2, 3])], ["axis": .int(1)], outputs: 3)
+        let a = try runNode("Split", [x, ints([1, 2, 3])], ["axis": .int(1)], outputs: 3)
         #expect(a.map(\.shape) == [[2, 1], [2, 2], [2, 3]])
         #expect(a[0].floats() == [0, 6])
         #expect(a[1].floats() == [1, 2, 7, 8])
         #expect(a[2].floats() == [3, 4, 5, 9, 10, 11])
         // equal split by output count, negative axis
-        let b = try run("Split", [x], ["axis": .int(-1)], outputs: 2)
+        let b = try runNode("Split", [x], ["axis": .int(-1)], outputs: 2)
         #expect(b[0].floats() == [0, 1, 2, 6, 7, 8] && b[1].floats() == [3, 4, 5, 9, 10, 11])
         // axis 0
-        let c = try run("Split", [x], [:], outputs: 2)
+        let c = try runNode("Split", [x], [:], outputs: 2)
         #expect(c[0].floats() == [0, 1, 2, 3, 4, 5] && c[1].shape == [1, 6])
         // opset 11: split attribute
-        let d = try run("Split", [x], ["axis": .int(1), "split": .ints([4, 2])], outputs: 2, opset: 11)
+        let d = try runNode("Split", [x], ["axis": .int(1), "split": .ints([4, 2])], outputs: 2, opset: 11)
         #expect(d[0].shape == [2, 4] && d[1].floats() == [4, 5, 10, 11])
         // opset 18: num_outputs, last chunk smaller
-        let e = try run("Split", [iota([7])], ["num_outputs": .int(3)], outputs: 3, opset: 18)
+        let e = try runNode("Split", [iota([7])], ["num_outputs": .int(3)], outputs: 3, opset: 18)
         #expect(e.map { $0.floats() } == [[0, 1, 2], [3, 4, 5], [6]])
         // zero-size piece
-        let f = try run("Split", [x, ints([0, 6])], ["axis": .int(1)], outputs: 2)
+        let f = try runNode("Split", [x, ints([0, 6])], ["axis": .int(1)], outputs: 2)
         #expect(f[0].shape == [2, 0] && f[1].floats() == x.floats())
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Split", [iota([7])], [:], outputs: 3) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("Split", [iota([6])], ["num_outputs": .int(3)], outputs: 2, opset: 18) })
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Split", [x, ints([1, 2])], ["axis": .int(1)], outputs: 2) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNode("Split", [iota([7])], [:], outputs: 3) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Split", [iota([6])], ["num_outputs": .int(3)], outputs: 2, opset: 18) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNode("Split", [x, ints([1, 2])], ["axis": .int(1)], outputs: 2) })
     }
 
     @Test func transpose() throws {
-        let a = try run("Transpose", [iota([2, 3])])[0]
+        let a = try runNode("Transpose", [iota([2, 3])])[0]
         #expect(a.shape == [3, 2] && a.floats() == [0, 3, 1, 4, 2, 5])
         // attention permutation [B,S,H,D] -> [B,H,S,D]
         for (shape, perm) in [([2, 3, 4, 5], [0, 2, 1, 3]), ([2, 37, 45], [0, 2, 1]), ([3, 4, 5], [2, 0, 1]),
                               ([2, 3, 4, 5], [0, 2, 3, 1]), ([1, 7, 1, 9], [3, 1, 2, 0]), ([40, 33], [1, 0]),
                               ([2, 1, 3], [1, 0, 2]), ([0, 3], [1, 0])] {
             let x = iota(shape)
-            let y = try run("Transpose", [x], ["perm": .ints(perm)])[0]
+            let y = try runNode("Transpose", [x], ["perm": .ints(perm)])[0]
             #expect(y.shape == perm.map { shape[$0] })
             #expect(y.floats() == refTranspose(x.floats(), shape, perm), "shape \(shape) perm \(perm)")
         }
         // 8-byte and 1-byte elements through the tiled path
         let xi = ints(Array(0..<30), [5, 6])
-        let yi = try run("Transpose", [xi], ["perm": .ints([1, 0])])[0]
+        let yi = try runNode("Transpose", [xi], ["perm": .ints([1, 0])])[0]
         #expect(yi.int64s.map { Float($0) } == refTranspose((0..<30).map(Float.init), [5, 6], [1, 0]))
         let bools = (0..<30).map { $0 % 3 == 0 }
-        let yb = try run("Transpose", [HostTensor(bools, shape: [5, 6])])[0]
+        let yb = try runNode("Transpose", [HostTensor(bools, shape: [5, 6])])[0]
         #expect(yb.bytes.map { Float($0) } == refTranspose(bools.map { $0 ? 1 : 0 }, [5, 6], [1, 0]))
-        #expect(throwsGraft(.invalidModel) { _ = try run("Transpose", [iota([2, 3])], ["perm": .ints([0, 0])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Transpose", [iota([2, 3])], ["perm": .ints([0, 0])]) })
     }
 
     @Test func trilu() throws {
         let x = iota([3, 4]) // 0...11
-        let up = try run("Trilu", [x])[0].floats()
+        let up = try runNode("Trilu", [x])[0].floats()
         #expect(up == [0, 1, 2, 3, 0, 5, 6, 7, 0, 0, 10, 11])
-        let up1 = try run("Trilu", [x, HostTensor([Int64(1)], shape: [])])[0].floats()
+        let up1 = try runNode("Trilu", [x, HostTensor([Int64(1)], shape: [])])[0].floats()
         #expect(up1 == [0, 1, 2, 3, 0, 0, 6, 7, 0, 0, 0, 11])
-        let upm1 = try run("Trilu", [x, HostTensor([Int64(-1)], shape: [])])[0].floats()
+        let upm1 = try runNode("Trilu", [x, HostTensor([Int64(-1)], shape: [])])[0].floats()
         #expect(upm1 == [0, 1, 2, 3, 4, 5, 6, 7, 0, 9, 10, 11])
-        let lo = try run("Trilu", [x], ["upper": .int(0)])[0].floats()
+        let lo = try runNode("Trilu", [x], ["upper": .int(0)])[0].floats()
         #expect(lo == [0, 0, 0, 0, 4, 5, 0, 0, 8, 9, 10, 0])
-        let lo2 = try run("Trilu", [x, HostTensor([Int64(-2)], shape: [])], ["upper": .int(0)])[0].floats()
+        let lo2 = try runNode("Trilu", [x, HostTensor([Int64(-2)], shape: [])], ["upper": .int(0)])[0].floats()
         #expect(lo2 == [0, 0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0])
-        let big = try run("Trilu", [x, HostTensor([Int64(100)], shape: [])], ["upper": .int(0)])[0].floats()
+        let big = try runNode("Trilu", [x, HostTensor([Int64(100)], shape: [])], ["upper": .int(0)])[0].floats()
         #expect(big == x.floats())
         // batched, loop reference
         let b = iota([2, 3, 3])
-        let rb = try run("Trilu", [b])[0].floats()
+        let rb = try runNode("Trilu", [b])[0].floats()
         let expected = (0..<18).map { i -> Float in
             let c = coords(i, [2, 3, 3]); return c[2] >= c[1] ? Float(i) : 0
         }
         #expect(rb == expected)
         // bool and int64 (causal mask)
         let ones = HostTensor([Bool](repeating: true, count: 9), shape: [3, 3])
-        #expect(try run("Trilu", [ones], ["upper": .int(0)])[0].bytes == [1, 0, 0, 1, 1, 0, 1, 1, 1])
-        #expect(try run("Trilu", [ints([1, 2, 3, 4], [2, 2])])[0].int64s == [1, 2, 0, 4])
+        #expect(try runNode("Trilu", [ones], ["upper": .int(0)])[0].bytes == [1, 0, 0, 1, 1, 0, 1, 1, 1])
+        #expect(try runNode("Trilu", [ints([1, 2, 3, 4], [2, 2])])[0].int64s == [1, 2, 0, 4])
     }
 
     @Test func tile() throws {
         let x = floats([1, 2, 3, 4], [2, 2])
-        let a = try run("Tile", [x, ints([1, 2])])[0]
+        let a = try runNode("Tile", [x, ints([1, 2])])[0]
         #expect(a.shape == [2, 4] && a.floats() == [1, 2, 1, 2, 3, 4, 3, 4])
-        let b = try run("Tile", [x, ints([2, 1])])[0]
+        let b = try runNode("Tile", [x, ints([2, 1])])[0]
         #expect(b.floats() == [1, 2, 3, 4, 1, 2, 3, 4])
         // loop reference, 3-D
         let y = iota([2, 1, 3])
         let reps = [2, 3, 2]
-        let r = try run("Tile", [y, ints(reps)])[0]
+        let r = try runNode("Tile", [y, ints(reps)])[0]
         let outShape = [4, 3, 6]
         #expect(r.shape == outShape)
         let expected = (0..<Shape.product(outShape)).map { i -> Float in
@@ -273,37 +248,37 @@ struct IndexingKernelTests {
             return Float(flat([c[0] % 2, c[1] % 1, c[2] % 3], [2, 1, 3]))
         }
         #expect(r.floats() == expected)
-        #expect(try run("Tile", [x, ints([0, 3])])[0].shape == [0, 6])
-        #expect(throwsGraft(.invalidModel) { _ = try run("Tile", [x, ints([2])]) })
+        #expect(try runNode("Tile", [x, ints([0, 3])])[0].shape == [0, 6])
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Tile", [x, ints([2])]) })
     }
 
     @Test func pad() throws {
         let x = floats([1, 2, 3, 4], [2, 2])
         // constant, pads = [begin0, begin1, end0, end1]
-        let a = try run("Pad", [x, ints([1, 0, 0, 2])])[0]
+        let a = try runNode("Pad", [x, ints([1, 0, 0, 2])])[0]
         #expect(a.shape == [3, 4] && a.floats() == [0, 0, 0, 0, 1, 2, 0, 0, 3, 4, 0, 0])
         // constant_value input
-        let b = try run("Pad", [x, ints([0, 1, 0, 1]), HostTensor([Float(9)], shape: [])])[0]
+        let b = try runNode("Pad", [x, ints([0, 1, 0, 1]), HostTensor([Float(9)], shape: [])])[0]
         #expect(b.floats() == [9, 1, 2, 9, 9, 3, 4, 9])
         // negative pads crop
-        let c = try run("Pad", [iota([3, 3]), ints([-1, 1, 0, -1])])[0]
+        let c = try runNode("Pad", [iota([3, 3]), ints([-1, 1, 0, -1])])[0]
         #expect(c.shape == [2, 3] && c.floats() == [0, 3, 4, 0, 6, 7])
         // edge and reflect on 1-D rows (ONNX spec style)
         let v = floats([1, 2, 3], [1, 3])
-        let e = try run("Pad", [v, ints([0, 2, 0, 2])], ["mode": .string("edge")])[0]
+        let e = try runNode("Pad", [v, ints([0, 2, 0, 2])], ["mode": .string("edge")])[0]
         #expect(e.floats() == [1, 1, 1, 2, 3, 3, 3])
-        let rf = try run("Pad", [v, ints([0, 2, 0, 2])], ["mode": .string("reflect")])[0]
+        let rf = try runNode("Pad", [v, ints([0, 2, 0, 2])], ["mode": .string("reflect")])[0]
         #expect(rf.floats() == [3, 2, 1, 2, 3, 2, 1])
-        let e2 = try run("Pad", [x, ints([1, 0, 1, 0])], ["mode": .string("edge")])[0]
+        let e2 = try runNode("Pad", [x, ints([1, 0, 1, 0])], ["mode": .string("edge")])[0]
         #expect(e2.floats() == [1, 2, 1, 2, 3, 4, 3, 4])
         // opset 18 axes input
-        let f = try run("Pad", [x, ints([1, 1]), nil, ints([-1])], opset: 18)[0]
+        let f = try runNode("Pad", [x, ints([1, 1]), nil, ints([-1])], opset: 18)[0]
         #expect(f.shape == [2, 4] && f.floats() == [0, 1, 2, 0, 0, 3, 4, 0])
-        #expect(throwsGraft(.unsupported) { _ = try run("Pad", [x, ints([0, 0, 0, 0])], ["mode": .string("wrap")]) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("Pad", [x, ints([0, 0])]) })
-        #expect(throwsGraft(.invalidModel) { _ = try run("Pad", [x, ints([0, -3, 0, 0])]) })
-        #expect(throwsGraft(.limitExceeded) { _ = try run("Pad", [x, ints([0, Int(Int64.max), 0, 1])]) })
-        #expect(try run("Pad", [x, ints([0, 0, -2, 5])])[0].shape == [0, 7])
+        #expect(throwsGraft(.unsupported) { _ = try runNode("Pad", [x, ints([0, 0, 0, 0])], ["mode": .string("wrap")]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Pad", [x, ints([0, 0])]) })
+        #expect(throwsGraft(.invalidModel) { _ = try runNode("Pad", [x, ints([0, -3, 0, 0])]) })
+        #expect(throwsGraft(.limitExceeded) { _ = try runNode("Pad", [x, ints([0, Int(Int64.max), 0, 1])]) })
+        #expect(try runNode("Pad", [x, ints([0, 0, -2, 5])])[0].shape == [0, 7])
     }
 }
 

@@ -4,17 +4,7 @@ import Testing
 // Float comparisons: |got - want| <= 1e-4 * max(1, |want|) (OpenBLAS sums in a different order
 // than the plain-loop references below).
 
-fileprivate func run(_ op: String, _ inputs: [HostTensor?], _ attrs: [String: Attribute] = [:],
-                     opset: Int = 17, threads: Int = 1) throws -> HostTensor {
-    let node = Node(name: "t", opType: op, inputs: inputs.enumerated().map { $0.element == nil ? "" : "in\($0.offset)" },
-                    outputs: ["out0"], attributes: attrs)
-    return try KernelRegistry.evaluate(node, inputs: inputs, opset: opset, threads: threads)[0]
-}
 
-fileprivate func throwsGraft(_ code: GraftError.Code? = nil, _ body: () throws -> Void) -> Bool {
-    do { try body() } catch let e as GraftError { return code == nil || e.code == code } catch { return false }
-    return false
-}
 
 /// Deterministic values in [-1, 1).
 fileprivate func random(_ shape: [Int], seed: UInt64) -> HostTensor {
@@ -31,15 +21,6 @@ fileprivate func close(_ got: [Float], _ want: [Float], tol: Float = 1e-4) -> Bo
     return zip(got, want).allSatisfy { abs($0 - $1) <= tol * max(1, abs($1)) }
 }
 
-fileprivate func coords(_ i: Int, _ shape: [Int]) -> [Int] {
-    var c = [Int](repeating: 0, count: shape.count)
-    var r = i
-    for d in stride(from: shape.count - 1, through: 0, by: -1) {
-        c[d] = r % shape[d]
-        r /= shape[d]
-    }
-    return c
-}
 
 /// numpy matmul by plain loops (1-D promotion, broadcast batch dims).
 fileprivate func refMatMul(_ a: HostTensor, _ b: HostTensor) -> (shape: [Int], values: [Float]) {
@@ -114,7 +95,7 @@ struct LinearKernelTests {
     @Test func matmulSmallExact() throws {
         let a = HostTensor([Float](arrayLiteral: 1, 2, 3, 4, 5, 6), shape: [2, 3])
         let b = HostTensor([Float](arrayLiteral: 1, 0, 0, 1, 1, 1), shape: [3, 2])
-        let y = try run("MatMul", [a, b])
+        let y = try runNodeOutput("MatMul", [a, b])
         #expect(y.shape == [2, 2])
         #expect(close(y.floats(), [4, 5, 10, 11]))
     }
@@ -139,7 +120,7 @@ struct LinearKernelTests {
         let a = random(sa, seed: 1), b = random(sb, seed: 2)
         let want = refMatMul(a, b)
         for threads in [1, 2] {
-            let y = try run("MatMul", [a, b], threads: threads)
+            let y = try runNodeOutput("MatMul", [a, b], threads: threads)
             #expect(y.shape == want.shape, "\(sa) x \(sb)")
             #expect(close(y.floats(), want.values), "\(sa) x \(sb) threads \(threads)")
         }
@@ -149,17 +130,17 @@ struct LinearKernelTests {
         // Row 0 of a [3,K] product (sgemm) must equal the [1,K] product (sgemv).
         let k = 33, n = 19
         let a = random([3, k], seed: 5), b = random([k, n], seed: 6)
-        let full = try run("MatMul", [a, b]).floats()
-        let row = try run("MatMul", [HostTensor(Array(a.floats()[0..<k]), shape: [1, k]), b]).floats()
+        let full = try runNodeOutput("MatMul", [a, b]).floats()
+        let row = try runNodeOutput("MatMul", [HostTensor(Array(a.floats()[0..<k]), shape: [1, k]), b]).floats()
         #expect(close(row, Array(full[0..<n]), tol: 1e-5)) // tolerance 1e-5
     }
 
     @Test func matmulRefusals() throws {
         #expect(throwsGraft(.unsupported) {
-            _ = try run("MatMul", [HostTensor([Int64(1), 2], shape: [1, 2]), HostTensor([Int64(1), 2], shape: [2, 1])])
+            _ = try runNodeOutput("MatMul", [HostTensor([Int64(1), 2], shape: [1, 2]), HostTensor([Int64(1), 2], shape: [2, 1])])
         })
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("MatMul", [random([2, 3], seed: 1), random([4, 2], seed: 1)]) })
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("MatMul", [random([2, 2, 3], seed: 1), random([3, 3, 2], seed: 1)]) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNodeOutput("MatMul", [random([2, 3], seed: 1), random([4, 2], seed: 1)]) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNodeOutput("MatMul", [random([2, 2, 3], seed: 1), random([3, 3, 2], seed: 1)]) })
     }
 
     @Test func gemm() throws {
@@ -179,22 +160,22 @@ struct LinearKernelTests {
         let t: [String: Attribute] = ["transA": .int(1), "transB": .int(1), "alpha": .float(0.5), "beta": .float(2)]
         // C as [N]
         let cN = random([5], seed: 13)
-        let y1 = try run("Gemm", [a, b, cN], t)
+        let y1 = try runNodeOutput("Gemm", [a, b, cN], t)
         #expect(y1.shape == [3, 5])
         #expect(close(y1.floats(), ref({ cN.floats()[$1] }, alpha: 0.5, beta: 2)))
         // C as [M, 1]
         let cM = random([3, 1], seed: 14)
-        #expect(close(try run("Gemm", [a, b, cM], t).floats(), ref({ i, _ in cM.floats()[i] }, alpha: 0.5, beta: 2)))
+        #expect(close(try runNodeOutput("Gemm", [a, b, cM], t).floats(), ref({ i, _ in cM.floats()[i] }, alpha: 0.5, beta: 2)))
         // C as scalar, and full [M, N]
         let cS = HostTensor([Float(3)], shape: [])
-        #expect(close(try run("Gemm", [a, b, cS], t).floats(), ref({ _, _ in 3 }, alpha: 0.5, beta: 2)))
+        #expect(close(try runNodeOutput("Gemm", [a, b, cS], t).floats(), ref({ _, _ in 3 }, alpha: 0.5, beta: 2)))
         let cF = random([3, 5], seed: 15)
-        #expect(close(try run("Gemm", [a, b, cF], t).floats(), ref({ cF.floats()[$0 * 5 + $1] }, alpha: 0.5, beta: 2)))
+        #expect(close(try runNodeOutput("Gemm", [a, b, cF], t).floats(), ref({ cF.floats()[$0 * 5 + $1] }, alpha: 0.5, beta: 2)))
         // no C, no transposes (linear layer without bias)
         let x = HostTensor([Float](arrayLiteral: 1, 2, 3, 4), shape: [2, 2]), w = HostTensor([Float](arrayLiteral: 1, 1, 0, 2), shape: [2, 2])
-        #expect(close(try run("Gemm", [x, w]).floats(), [1, 5, 3, 11]))
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Gemm", [a, b, random([2, 5], seed: 1)], t) })
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Gemm", [a, b]) })
+        #expect(close(try runNodeOutput("Gemm", [x, w]).floats(), [1, 5, 3, 11]))
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNodeOutput("Gemm", [a, b, random([2, 5], seed: 1)], t) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNodeOutput("Gemm", [a, b]) })
     }
 
     struct ConvCase: Sendable, CustomTestStringConvertible {
@@ -225,11 +206,11 @@ struct LinearKernelTests {
             inputTypes: [TensorType(.float32, c.x), TensorType(.float32, c.w)] + (bias == nil ? [] : [TensorType(.float32, [c.w[0]])]),
             constants: [nil, w] + (bias == nil ? [] : [bias]), opset: 17, threads: 1)
         #expect(kernel.outputTypes[0].shape == want.shape)
-        let y = try run("Conv", [x, w] + (bias == nil ? [] : [bias]), attrs)
+        let y = try runNodeOutput("Conv", [x, w] + (bias == nil ? [] : [bias]), attrs)
         #expect(y.shape == want.shape)
         #expect(close(y.floats(), want.values))
         // The compiled kernel reuses its im2col scratch: running it twice must give the same result.
-        let y2 = try run("Conv", [x, w] + (bias == nil ? [] : [bias]), attrs)
+        let y2 = try runNodeOutput("Conv", [x, w] + (bias == nil ? [] : [bias]), attrs)
         #expect(y2.floats() == y.floats())
     }
 
@@ -237,26 +218,26 @@ struct LinearKernelTests {
         let x = random([1, 2, 7, 6], seed: 31), w = random([3, 2, 4, 3], seed: 32)
         // SAME_UPPER, stride 2: out = ceil(in / 2) = [4, 3]; total pad H = 3*2+4-7 = 3 (1 top, 2 bottom),
         // W = 2*2+3-6 = 1 (0 left, 1 right).
-        let up = try run("Conv", [x, w], ["auto_pad": .string("SAME_UPPER"), "strides": .ints([2, 2])])
+        let up = try runNodeOutput("Conv", [x, w], ["auto_pad": .string("SAME_UPPER"), "strides": .ints([2, 2])])
         let wantUp = refConv(x, w, nil, strides: [2, 2], pads: [1, 0, 2, 1], dilations: [1, 1], group: 1)
         #expect(up.shape == [1, 3, 4, 3] && close(up.floats(), wantUp.values))
-        let lo = try run("Conv", [x, w], ["auto_pad": .string("SAME_LOWER"), "strides": .ints([2, 2])])
+        let lo = try runNodeOutput("Conv", [x, w], ["auto_pad": .string("SAME_LOWER"), "strides": .ints([2, 2])])
         let wantLo = refConv(x, w, nil, strides: [2, 2], pads: [2, 1, 1, 0], dilations: [1, 1], group: 1)
         #expect(lo.shape == [1, 3, 4, 3] && close(lo.floats(), wantLo.values))
-        let valid = try run("Conv", [x, w], ["auto_pad": .string("VALID")])
+        let valid = try runNodeOutput("Conv", [x, w], ["auto_pad": .string("VALID")])
         let wantValid = refConv(x, w, nil, strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], group: 1)
         #expect(valid.shape == [1, 3, 4, 4] && close(valid.floats(), wantValid.values))
     }
 
     @Test func convRefusals() throws {
         // 3-D and 1-D convolutions are refused clearly.
-        #expect(throwsGraft(.unsupported) { _ = try run("Conv", [random([1, 1, 4, 4, 4], seed: 1), random([1, 1, 2, 2, 2], seed: 2)]) })
-        #expect(throwsGraft(.unsupported) { _ = try run("Conv", [random([1, 1, 8], seed: 1), random([1, 1, 3], seed: 2)]) })
+        #expect(throwsGraft(.unsupported) { _ = try runNodeOutput("Conv", [random([1, 1, 4, 4, 4], seed: 1), random([1, 1, 2, 2, 2], seed: 2)]) })
+        #expect(throwsGraft(.unsupported) { _ = try runNodeOutput("Conv", [random([1, 1, 8], seed: 1), random([1, 1, 3], seed: 2)]) })
         // channel / group mismatch, kernel larger than input, bad bias
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Conv", [random([1, 3, 4, 4], seed: 1), random([2, 2, 3, 3], seed: 2)]) })
-        #expect(throwsGraft(.shapeMismatch) { _ = try run("Conv", [random([1, 1, 2, 2], seed: 1), random([1, 1, 3, 3], seed: 2)]) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNodeOutput("Conv", [random([1, 3, 4, 4], seed: 1), random([2, 2, 3, 3], seed: 2)]) })
+        #expect(throwsGraft(.shapeMismatch) { _ = try runNodeOutput("Conv", [random([1, 1, 2, 2], seed: 1), random([1, 1, 3, 3], seed: 2)]) })
         #expect(throwsGraft(.shapeMismatch) {
-            _ = try run("Conv", [random([1, 1, 4, 4], seed: 1), random([2, 1, 3, 3], seed: 2), random([3], seed: 3)])
+            _ = try runNodeOutput("Conv", [random([1, 1, 4, 4], seed: 1), random([2, 1, 3, 3], seed: 2), random([3], seed: 3)])
         })
     }
 }

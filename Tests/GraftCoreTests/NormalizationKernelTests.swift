@@ -4,12 +4,6 @@ import Testing
 
 // Expected values are computed here in Double with plain loops.
 
-private func nmRun(_ op: String, _ inputs: [HostTensor?], _ attrs: [String: Attribute] = [:],
-                   outputs: [String] = ["y"], opset: Int = 17, threads: Int = 1) throws -> [HostTensor] {
-    let names = inputs.enumerated().map { $0.element == nil ? "" : "in\($0.offset)" }
-    let node = Node(name: "n", opType: op, inputs: names, outputs: outputs, attributes: attrs)
-    return try KernelRegistry.evaluate(node, inputs: inputs, opset: opset, threads: threads)
-}
 
 private func nmF(_ v: [Float], _ s: [Int]) -> HostTensor { HostTensor(v, shape: s) }
 
@@ -27,10 +21,6 @@ private func nmError(_ a: [Float], _ b: [Float]) -> Float {
 /// |a - b| <= tol * max(1, |b|) elementwise.
 private func nmClose(_ a: [Float], _ b: [Float], _ tol: Float = 1e-6) -> Bool { nmError(a, b) <= tol }
 
-private func nmCode(_ body: () throws -> Void) -> GraftError.Code? {
-    do { try body() } catch let e as GraftError { return e.code } catch { return nil }
-    return nil
-}
 
 /// Reference layer norm of `rows` rows of `n`: (y, mean, invStd).
 private func nmLayerNorm(_ x: [Float], rows: Int, n: Int, scale: [Float], bias: [Float]?, eps: Double, rms: Bool = false)
@@ -58,7 +48,7 @@ private func nmLayerNorm(_ x: [Float], rows: Int, n: Int, scale: [Float], bias: 
     @Test func layerNormLastAxis() throws {
         let scale: [Float] = [1, 0.5, -2, 3]
         let bias: [Float] = [0.1, 0, -0.3, 2]
-        let r = try nmRun("LayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4]), nmF(bias, [4])])
+        let r = try runNode("LayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4]), nmF(bias, [4])])
         let (want, _, _) = nmLayerNorm(Self.x, rows: 6, n: 4, scale: scale, bias: bias, eps: 1e-5)
         #expect(r.count == 1 && r[0].shape == [2, 3, 4])
         #expect(nmClose(r[0].floats(), want, 1e-5)) // 1e-5 relative (values up to ~6)
@@ -67,27 +57,27 @@ private func nmLayerNorm(_ x: [Float], rows: Int, n: Int, scale: [Float], bias: 
     @Test func layerNormAxis1WithStatistics() throws {
         let scale = (0..<12).map { Float($0) * 0.1 + 0.5 }
         let bias = (0..<12).map { Float($0) * -0.05 }
-        let r = try nmRun("LayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [3, 4]), nmF(bias, [3, 4])],
-                          ["axis": .int(1), "epsilon": .float(1e-3)], outputs: ["y", "mean", "inv"])
+        let r = try runNode("LayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [3, 4]), nmF(bias, [3, 4])],
+                          ["axis": .int(1), "epsilon": .float(1e-3)], outputNames: ["y", "mean", "inv"])
         let (want, mean, inv) = nmLayerNorm(Self.x, rows: 2, n: 12, scale: scale, bias: bias, eps: 1e-3)
         #expect(r.count == 3)
         #expect(nmClose(r[0].floats(), want, 1e-5))
         #expect(r[1].shape == [2, 1, 1] && nmClose(r[1].floats(), mean, 1e-6))
         #expect(r[2].shape == [2, 1, 1] && nmClose(r[2].floats(), inv, 1e-6))
         // Negative axis spelling of the same thing.
-        let neg = try nmRun("LayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [3, 4]), nmF(bias, [3, 4])],
+        let neg = try runNode("LayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [3, 4]), nmF(bias, [3, 4])],
                             ["axis": .int(-2), "epsilon": .float(1e-3)])
         #expect(neg[0].floats() == r[0].floats())
     }
 
     @Test func layerNormNoBiasAndSkippedMeanOutput() throws {
         let scale: [Float] = [2, 2, 2, 2]
-        let r = try nmRun("LayerNormalization", [nmF(Self.x, [6, 4]), nmF(scale, [4])], outputs: ["y", "", "inv"])
+        let r = try runNode("LayerNormalization", [nmF(Self.x, [6, 4]), nmF(scale, [4])], outputNames: ["y", "", "inv"])
         let (want, _, inv) = nmLayerNorm(Self.x, rows: 6, n: 4, scale: scale, bias: nil, eps: 1e-5)
         #expect(nmClose(r[0].floats(), want, 1e-5))
         #expect(r[2].shape == [6, 1] && nmClose(r[2].floats(), inv, 1e-5))
         // A single-value scale broadcasts.
-        let s1 = try nmRun("LayerNormalization", [nmF(Self.x, [6, 4]), nmF([2], [1])])
+        let s1 = try runNode("LayerNormalization", [nmF(Self.x, [6, 4]), nmF([2], [1])])
         #expect(nmClose(s1[0].floats(), want, 1e-5))
     }
 
@@ -96,35 +86,35 @@ private func nmLayerNorm(_ x: [Float], rows: Int, n: Int, scale: [Float], bias: 
         let v = (0..<(rows * n)).map { Float(($0 * 31) % 97) * 0.02 - 1 + Float($0 / n) }
         let scale = (0..<n).map { Float($0 % 7) * 0.25 + 0.5 }
         let bias = (0..<n).map { Float($0 % 5) * 0.1 }
-        let r = try nmRun("LayerNormalization", [nmF(v, [rows, n]), nmF(scale, [n]), nmF(bias, [n])], threads: 2)
+        let r = try runNode("LayerNormalization", [nmF(v, [rows, n]), nmF(scale, [n]), nmF(bias, [n])], threads: 2)
         let (want, _, _) = nmLayerNorm(v, rows: rows, n: n, scale: scale, bias: bias, eps: 1e-5)
         #expect(nmError(r[0].floats(), want) <= 2e-6) // 2e-6 relative, rows offset by up to 40
     }
 
     @Test func layerNormEmptyAndErrors() throws {
-        let e = try nmRun("LayerNormalization", [nmF([], [0, 4]), nmF([1, 1, 1, 1], [4])])
+        let e = try runNode("LayerNormalization", [nmF([], [0, 4]), nmF([1, 1, 1, 1], [4])])
         #expect(e[0].shape == [0, 4])
         let x = nmF(Self.x, [6, 4])
-        #expect(nmCode { _ = try nmRun("LayerNormalization", [x, nmF([1, 1, 1], [3])]) } == .unsupported)
-        #expect(nmCode { _ = try nmRun("LayerNormalization", [x, nmF([1, 1, 1, 1], [4])], ["axis": .int(2)]) } == .invalidModel)
-        #expect(nmCode { _ = try nmRun("LayerNormalization", [HostTensor([1, 2] as [Int64], shape: [2]), nmF([1, 1], [2])]) } == .unsupported)
-        #expect(nmCode { _ = try nmRun("LayerNormalization", [x]) } == .invalidModel)
+        #expect(errorCode { _ = try runNode("LayerNormalization", [x, nmF([1, 1, 1], [3])]) } == .unsupported)
+        #expect(errorCode { _ = try runNode("LayerNormalization", [x, nmF([1, 1, 1, 1], [4])], ["axis": .int(2)]) } == .invalidModel)
+        #expect(errorCode { _ = try runNode("LayerNormalization", [HostTensor([1, 2] as [Int64], shape: [2]), nmF([1, 1], [2])]) } == .unsupported)
+        #expect(errorCode { _ = try runNode("LayerNormalization", [x]) } == .invalidModel)
     }
 
     @Test func rmsNormBothSpellings() throws {
         let scale: [Float] = [1, -0.5, 2, 0.25]
         let (want, _, inv) = nmLayerNorm(Self.x, rows: 6, n: 4, scale: scale, bias: nil, eps: 1e-6, rms: true)
-        let s = try nmRun("SimplifiedLayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4])],
-                          ["epsilon": .float(1e-6)], outputs: ["y", "inv"])
+        let s = try runNode("SimplifiedLayerNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4])],
+                          ["epsilon": .float(1e-6)], outputNames: ["y", "inv"])
         #expect(nmClose(s[0].floats(), want, 1e-5))
         #expect(s[1].shape == [2, 3, 1] && nmClose(s[1].floats(), inv, 1e-5))
-        let r = try nmRun("RMSNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4])], ["epsilon": .float(1e-6)], opset: 23)
+        let r = try runNode("RMSNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4])], ["epsilon": .float(1e-6)], opset: 23)
         #expect(r.count == 1 && nmClose(r[0].floats(), want, 1e-5))
         // Over the last two dims.
         let scale12 = (0..<12).map { Float($0) * 0.1 }
         let (want12, _, _) = nmLayerNorm(Self.x, rows: 2, n: 12, scale: scale12, bias: nil, eps: 1e-5, rms: true)
-        let r12 = try nmRun("RMSNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale12, [3, 4])], ["axis": .int(-2)], opset: 23)
+        let r12 = try runNode("RMSNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale12, [3, 4])], ["axis": .int(-2)], opset: 23)
         #expect(nmClose(r12[0].floats(), want12, 1e-5))
-        #expect(nmCode { _ = try nmRun("RMSNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4])], outputs: ["y", "extra"], opset: 23) } == .invalidModel)
+        #expect(errorCode { _ = try runNode("RMSNormalization", [nmF(Self.x, [2, 3, 4]), nmF(scale, [4])], outputNames: ["y", "extra"], opset: 23) } == .invalidModel)
     }
 }
