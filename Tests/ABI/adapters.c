@@ -11,20 +11,7 @@
 
 #include "npy.h"
 
-static int passed, failed;
-static void check(int ok, const char *what, int line) {
-    if (ok) { passed++; return; }
-    failed++;
-    printf("FAIL line %d: %s (last error: %s)\n", line, what, graft_last_error());
-}
-#define CHECK(cond) check((cond) ? 1 : 0, #cond, __LINE__)
-#define EXPECT(call, status, fragment)                                                        \
-    do {                                                                                      \
-        graft_status s_ = (call);                                                             \
-        int ok_ = s_ == (status) && strstr(graft_last_error(), (fragment)) != NULL;           \
-        if (!ok_) printf("  got %s (%d): %s\n", graft_status_string(s_), (int)s_, graft_last_error()); \
-        check(ok_, #call " -> " #status, __LINE__);                                           \
-    } while (0)
+#include "check.h"
 
 static char path_buf[4096];
 static const char *join(const char *a, const char *b) {

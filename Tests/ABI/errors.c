@@ -33,22 +33,7 @@ STATIC_ASSERT(offsetof(graft_value_info, name) == 8, "graft_value_info.name");
 STATIC_ASSERT(offsetof(graft_value_info, rank) == 16, "graft_value_info.rank");
 STATIC_ASSERT(sizeof(graft_status) == 4 && sizeof(graft_dtype) == 4, "status and dtype are int32");
 
-static int passed, failed;
-
-static void check(int ok, const char *what, int line) {
-    if (ok) { passed++; return; }
-    failed++;
-    printf("FAIL line %d: %s (last error: %s)\n", line, what, graft_last_error());
-}
-#define CHECK(cond) check((cond) ? 1 : 0, #cond, __LINE__)
-/* A call fails with `status` and leaves a message containing `fragment`. */
-#define EXPECT(call, status, fragment)                                                       \
-    do {                                                                                     \
-        graft_status s_ = (call);                                                            \
-        int ok_ = s_ == (status) && strstr(graft_last_error(), (fragment)) != NULL;          \
-        if (!ok_) printf("  got %s (%d): %s\n", graft_status_string(s_), (int)s_, graft_last_error()); \
-        check(ok_, #call " -> " #status, __LINE__);                                          \
-    } while (0)
+#include "check.h"
 
 static graft_tensor tensor(graft_dtype dtype, const char *name, size_t rank, const int64_t *shape,
                            void *data, size_t bytes) {

@@ -65,7 +65,27 @@ def _closed(what):
     return GraftError(_c.STATUS_INVALID_ARGUMENT, f"the {what} is closed")
 
 
-class Model:
+class _Closeable:
+    """What every handle wrapper shares: a context manager, and a finaliser that calls the
+    subclass's idempotent close()."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+class Model(_Closeable):
     """An ONNX model loaded, validated and optimised by Graft.
 
     Model(path, external_data=True, threads=1, site_map=None): `external_data=False` refuses
@@ -181,18 +201,6 @@ class Model:
         if handle is not None:
             _c.graft_model_free(handle)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
-
     def __repr__(self):
         return f"graft.Model(inputs={self.inputs}, outputs={self.outputs})"
 
@@ -215,7 +223,7 @@ def plugins() -> List[Tuple[str, str, str]]:
     return out
 
 
-class Adapter:
+class Adapter(_Closeable):
     """An adapter loaded for one model (Model.load_adapter). Shareable between sessions and
     threads; sessions keep what they use alive, so close() while bound is safe."""
 
@@ -231,18 +239,6 @@ class Adapter:
         handle, self._handle = getattr(self, "_handle", None), None
         if handle is not None:
             _c.graft_adapter_free(handle)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
 
     def __repr__(self):
         return f"graft.Adapter({self.name!r})"
@@ -264,7 +260,7 @@ def _adapter_array(adapters, allow_none: bool):
     return arr
 
 
-class Session:
+class Session(_Closeable):
     """Runs a model; use from one thread at a time. Create with `model.session(threads=...)`."""
 
     def __init__(self, model: Model, threads: int = 1):
@@ -373,14 +369,3 @@ class Session:
         if handle is not None:
             _c.graft_session_free(handle)
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __del__(self):
-        try:
-            self.close()
-        except Exception:
-            pass
