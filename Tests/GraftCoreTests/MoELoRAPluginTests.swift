@@ -202,6 +202,22 @@ extension AdapterFixtureTests {
             #expect(e?.code == .unsupported, "\(e?.message ?? "accepted")")
         }
 
+        /// A mixed batch: row 0 under the top-2 mixture, row 1 base (BERT rows do not interact).
+        @Test func mixedBatchRows() throws {
+            let model = try CoreModel(path: Self.model)
+            let moe = try PluginRegistry.loadAdapter(model: model, path: "\(Self.adapters)/moe_topk2")
+            let out = try CoreSession(model: model).run(try Self.inputs(model), rowAdapters: [moe, nil])
+            for name in ["last_hidden_state", "pooler_output"] {
+                let got = out[name]!.floats()
+                let m = try Npy.read(path: "\(Self.adapters)/refs/moe_topk2/\(name).npy").floats()
+                let b = try Npy.read(path: "\(Self.adapters)/refs/base/\(name).npy").floats()
+                let half = got.count / 2
+                let d0 = (0..<half).map { abs(got[$0] - m[$0]) }.max()!
+                let d1 = (half..<got.count).map { abs(got[$0] - b[$0]) }.max()!
+                #expect(d0 <= 1e-4 && d1 <= 1e-4, "\(name): row 0 vs moe_topk2 \(d0), row 1 vs base \(d1)")
+            }
+        }
+
         /// Routers and terms the plugin hands the host for the top-2 fixture.
         @Test func topK2BuildsOneRouterPerModule() throws {
             let model = try CoreModel(path: Self.model)
