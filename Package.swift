@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "GraftC", type: .dynamic, targets: ["GraftC"]),
         // Adapter plugins: each a shared object built on include/graft_plugin.h alone (never GraftCore).
         .library(name: "GraftPluginLoRA", type: .dynamic, targets: ["GraftPluginLoRA"]),
+        .library(name: "GraftPluginMoELoRA", type: .dynamic, targets: ["GraftPluginMoELoRA"]),
         .library(name: "GraftPluginIA3", type: .dynamic, targets: ["GraftPluginIA3"]),
         .library(name: "GraftPluginMinimal", type: .dynamic, targets: ["GraftPluginMinimal"]),
     ],
@@ -53,6 +54,13 @@ let package = Package(
             path: "Plugins/LoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/LoRA/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginMoELoRA",
+            dependencies: ["CGraftPlugin"],
+            path: "Plugins/MoELoRA",
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/MoELoRA/exports.map"])]
         ),
         .target(
             name: "GraftPluginIA3",

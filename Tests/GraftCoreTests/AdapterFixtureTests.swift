@@ -90,6 +90,12 @@ import Testing
                 #expect(d <= Self.tolerance, "\(fixture) \(c.name) \(name): max|Δ| \(d)")
             }
             guard !bindings.isEmpty else { continue }
+            if bindings.contains(where: { !$0.0.isMergeable }) {
+                // Routed (MoE-LoRA) terms cannot be folded into W: the host must refuse, not approximate.
+                let e = expectError(.unsupported, containing: ["cannot be merged"]) { try session.setAdapters(bindings, merged: true) }
+                #expect(e?.code == .unsupported, "\(fixture) \(c.name): merged binding \(e?.message ?? "accepted")")
+                continue
+            }
             try session.setAdapters(bindings, merged: true)
             let merged = try session.run(inputs)
             for name in c.outputs.keys {

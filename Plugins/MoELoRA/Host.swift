@@ -1,0 +1,175 @@
+// The host's function table (graft_host_api) seen from Swift, and file helpers that use libc only.
+// Adapted from Plugins/LoRA/Host.swift (copied: each plugin is a self-contained shared object), plus
+// add_router (plugin ABI 1.1).
+import CGraftPlugin
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// A failure to report through host->set_error with a graft_plugin.h status.
+struct PluginFailure: Error {
+    let status: Int32
+    let message: String
+
+    init(_ status: Int32, _ message: String) {
+        self.status = status
+        self.message = message
+    }
+}
+
+/// The host's table. The entry point checked the ABI major and that `struct_size` covers every
+/// 1.0 field, so the 1.0 slots may be read; a NULL slot is still reported, not trusted. The 1.1
+/// slot (add_router) is read only after `requireRouters` checked that the table has it.
+struct Host {
+    let api: UnsafePointer<graft_host_api>
+
+    func log(_ level: Int32, _ message: String) {
+        guard let log = api.pointee.log else { return }
+        message.withCString { log(level, $0) }
+    }
+
+    func setError(_ message: String) {
+        guard let setError = api.pointee.set_error else { return }
+        message.withCString { setError($0) }
+    }
+
+    private func missing(_ name: String) -> PluginFailure {
+        PluginFailure(GRAFT_PLUGIN_INTERNAL, "the host's graft_host_api has no \(name) function")
+    }
+
+    /// Opens a safetensors file through the host (which validates its header).
+    func openSafetensors(_ path: String) throws(PluginFailure) -> OpaquePointer {
+        guard let open = api.pointee.safetensors_open else { throw missing("safetensors_open") }
+        var file: OpaquePointer?
+        let status = path.withCString { open($0, &file) }
+        guard status == GRAFT_PLUGIN_OK, let file else {
+            // The host set the message (bad header, offsets, dtype...).
+            throw PluginFailure(status == GRAFT_PLUGIN_OK ? GRAFT_PLUGIN_INTERNAL : status, "")
+        }
+        return file
+    }
+
+    func closeSafetensors(_ file: OpaquePointer) {
+        api.pointee.safetensors_close?(file)
+    }
+
+    func tensorCount(_ file: OpaquePointer) throws(PluginFailure) -> Int {
+        guard let count = api.pointee.safetensors_count else { throw missing("safetensors_count") }
+        return count(file)
+    }
+
+    /// The index-th tensor; its pointers stay valid until closeSafetensors.
+    func tensor(_ file: OpaquePointer, at index: Int) throws(PluginFailure) -> graft_st_tensor {
+        guard let get = api.pointee.safetensors_get else { throw missing("safetensors_get") }
+        var tensor = graft_st_tensor()
+        tensor.struct_size = UInt32(MemoryLayout<graft_st_tensor>.size)
+        let status = get(file, index, &tensor)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+        return tensor
+    }
+
+    func siteInfo(_ builder: OpaquePointer, _ index: Int) throws(PluginFailure) -> graft_site_info {
+        guard let siteInfo = api.pointee.site_info else { throw missing("site_info") }
+        var info = graft_site_info()
+        info.struct_size = UInt32(MemoryLayout<graft_site_info>.size)
+        let status = siteInfo(builder, index, &info)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+        return info
+    }
+
+    /// The site whose module name is `module` or ends with ".module". On failure the host has
+    /// set a message listing the closest sites; it is kept (an empty message here).
+    func findSite(_ builder: OpaquePointer, _ module: String) throws(PluginFailure) -> Int {
+        guard let findSite = api.pointee.find_site else { throw missing("find_site") }
+        var index = 0
+        let status = module.withCString { findSite(builder, $0, &index) }
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+        return index
+    }
+
+    func addLowRank(_ builder: OpaquePointer, _ term: inout graft_lowrank_term) throws(PluginFailure) {
+        guard let add = api.pointee.add_lowrank else { throw missing("add_lowrank") }
+        let status = add(builder, &term)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+    }
+
+    /// Byte size of graft_host_api in plugin ABI 1.0 (everything before add_router).
+    static let v10Size = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_router)!
+    /// Byte size of graft_host_api up to and including add_router (ABI 1.1).
+    static let routerSize = v10Size + MemoryLayout<UnsafeRawPointer>.size
+
+    /// Routers need plugin ABI 1.1: `struct_size` must cover add_router, and it must be set.
+    func requireRouters() throws(PluginFailure) {
+        let size = Int(api.pointee.struct_size)
+        let version = api.pointee.abi_version
+        guard size >= Self.routerSize, version & 0xFFFF >= 1, api.pointee.add_router != nil else {
+            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, """
+                moe-lora: routed experts need a host with plugin ABI 1.1 or newer (graft_host_api.add_router); \
+                this host speaks \(version >> 16).\(version & 0xFFFF) and its function table is \(size) bytes \
+                (add_router needs \(Self.routerSize))\(size >= Self.routerSize && api.pointee.add_router == nil ? ", with add_router NULL" : "")
+                """)
+        }
+    }
+
+    /// Adds a router at a site; returns its id (>= 1) for graft_lowrank_term.router.
+    func addRouter(_ builder: OpaquePointer, _ router: inout graft_router) throws(PluginFailure) -> UInt32 {
+        try requireRouters()
+        guard let add = api.pointee.add_router else { throw missing("add_router") }
+        var id: UInt32 = 0
+        let status = add(builder, &router, &id)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+        guard id >= 1 else { throw PluginFailure(GRAFT_PLUGIN_INTERNAL, "moe-lora: the host's add_router returned router id 0") }
+        return id
+    }
+
+    func setName(_ builder: OpaquePointer, _ name: String) {
+        guard let setName = api.pointee.set_name else { return }
+        _ = name.withCString { setName(builder, $0) }
+    }
+}
+
+enum FileKind { case missing, directory, regular, other }
+
+func fileKind(_ path: String) -> FileKind {
+    var info = stat()
+    guard stat(path, &info) == 0 else { return .missing }
+    switch info.st_mode & S_IFMT {
+    case S_IFDIR: return .directory
+    case S_IFREG: return .regular
+    default: return .other
+    }
+}
+
+/// Reads a whole regular file of at most `limit` bytes; nil when it is missing, larger or unreadable.
+func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var info = stat()
+    guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFREG, info.st_size >= 0,
+          info.st_size <= limit
+    else { return nil }
+    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+    var filled = 0
+    while filled < bytes.count {
+        let n = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + filled, $0.count - filled) }
+        if n < 0 && errno == EINTR { continue }
+        guard n > 0 else { return nil }
+        filled += n
+    }
+    return bytes
+}
+
+func joinPath(_ directory: String, _ name: String) -> String {
+    directory.hasSuffix("/") ? directory + name : directory + "/" + name
+}
+
+/// The last path component of a directory ("…/my-adapter/" → "my-adapter").
+func lastComponent(_ path: String) -> String {
+    var trimmed = Substring(path)
+    while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
+    if let slash = trimmed.lastIndex(of: "/") { return String(trimmed[trimmed.index(after: slash)...]) }
+    return String(trimmed)
+}
