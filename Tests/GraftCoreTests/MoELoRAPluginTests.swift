@@ -53,7 +53,7 @@ extension AdapterFixtureTests {
             let h = Array(header.utf8)
             var bytes: [UInt8] = []
             withUnsafeBytes(of: UInt64(h.count).littleEndian) { bytes += $0 }
-            FileManager.default.createFile(atPath: path, contents: Data(bytes + h + data))
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes + h + data))
         }
 
         /// Tensors of a valid 2-expert, rank-2 mixture on the first query (64 → 64), with a router bias.
@@ -197,7 +197,7 @@ extension AdapterFixtureTests {
             let pickle = dir.path + "/pickle"
             try FileManager.default.createDirectory(atPath: pickle, withIntermediateDirectories: true)
             try Self.validConfig.write(toFile: pickle + "/adapter_config.json", atomically: true, encoding: .utf8)
-            FileManager.default.createFile(atPath: pickle + "/adapter_model.bin", contents: Data([0x80, 0x02]))
+            _ = FileManager.default.createFile(atPath: pickle + "/adapter_model.bin", contents: Data([0x80, 0x02]))
             let e = expectError(.unsupported, containing: ["pickle", "safetensors"]) { _ = try PluginRegistry.loadAdapter(model: model, path: pickle) }
             #expect(e?.code == .unsupported, "\(e?.message ?? "accepted")")
         }

@@ -19,7 +19,7 @@ package struct LoadedPlugin: @unchecked Sendable {
 /// `libgraft.so` for C users), then in each entry of `GRAFT_PLUGIN_PATH` (files, or folders
 /// whose `libGraftPlugin*.so` files are loaded); `load(path:)` loads one explicitly.
 package enum PluginRegistry {
-    private static let state = Mutex<(discovered: Bool, plugins: [LoadedPlugin], problems: [String])>((false, [], []))
+    private static let state = Mutex<(plugins: [LoadedPlugin], problems: [String])>(([], []))
 
     /// Smallest plugin table the host can use: everything up to and including `ctx`.
     static let minimalTableSize = MemoryLayout<graft_plugin>.size
@@ -68,25 +68,27 @@ package enum PluginRegistry {
         return state.withLock { $0.plugins }
     }
 
+    /// Held for the whole of discovery, so that no caller sees a partial plugin list.
+    private static let discovery = Mutex(false)
+
     /// Loads the plugins found beside Graft's binary and in GRAFT_PLUGIN_PATH, once.
     /// A candidate that fails to load is recorded (see `problems`) and skipped.
     package static func discover() {
-        guard state.withLock({ s -> Bool in
-            if s.discovered { return false }
-            s.discovered = true
-            return true
-        }) else { return }
-        var candidates: [String] = []
-        if let dir = binaryDirectory() { candidates += pluginFiles(in: dir) }
-        if let env = getenv("GRAFT_PLUGIN_PATH") {
-            for entry in String(cString: env).split(separator: ":").map(String.init) where !entry.isEmpty {
-                candidates += isDirectory(entry) ? pluginFiles(in: entry) : [entry]
+        discovery.withLock { done in
+            guard !done else { return }
+            var candidates: [String] = []
+            if let dir = binaryDirectory() { candidates += pluginFiles(in: dir) }
+            if let env = getenv("GRAFT_PLUGIN_PATH") {
+                for entry in String(cString: env).split(separator: ":").map(String.init) where !entry.isEmpty {
+                    candidates += isDirectory(entry) ? pluginFiles(in: entry) : [entry]
+                }
             }
-        }
-        for c in candidates {
-            do { try load(path: c) } catch let e as GraftError {
-                state.withLock { $0.problems.append(e.message) }
-            } catch {}
+            for c in candidates {
+                do { try load(path: c) } catch let e as GraftError {
+                    state.withLock { $0.problems.append(e.message) }
+                } catch {}
+            }
+            done = true
         }
     }
 
