@@ -48,16 +48,18 @@ let package = Package(
             dependencies: ["Graft", "GraftCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // Adapter plugins (docs/PLUGINS.md). Each exports graft_plugin_entry only.
+        // What the Swift plugins share (JSON, the typed host wrapper), linked into each statically.
+        .target(name: "GraftPluginSupport", dependencies: ["CGraftPlugin"], path: "Plugins/Support"),
         .target(
             name: "GraftPluginLoRA",
-            dependencies: ["CGraftPlugin"],
+            dependencies: ["CGraftPlugin", "GraftPluginSupport"],
             path: "Plugins/LoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/LoRA/exports.map"])]
         ),
         .target(
             name: "GraftPluginMoELoRA",
-            dependencies: ["CGraftPlugin"],
+            dependencies: ["CGraftPlugin", "GraftPluginSupport"],
             path: "Plugins/MoELoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/MoELoRA/exports.map"])]

@@ -1,6 +1,7 @@
 // adapter_config.json of a PEFT LoRA adapter: what Graft supports, what it refuses and why.
 // Missing fields take PEFT's defaults (LoraConfig), as PEFT itself does when it loads the file.
 import CGraftPlugin
+import GraftPluginSupport
 
 /// `target_modules` as PEFT saves it: names matched as suffixes, one regex matched against the
 /// whole module name, or "all-linear".

@@ -1,5 +1,6 @@
 // graft_plugin_entry: the one exported symbol of libGraftPluginLoRA.so (Plugins/LoRA/exports.map).
 import CGraftPlugin
+import GraftPluginSupport
 
 private let pluginName: StaticString = "lora"
 private let pluginVersion: StaticString = "1.0.0"

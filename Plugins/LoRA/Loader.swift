@@ -1,6 +1,7 @@
 // Loads a PEFT LoRA directory into low-rank terms: one term per adapted linear layer,
 // y += s · B (A x) with A [r × in], B [out × r], s = α/r (or α/√r with rsLoRA).
 import CGraftPlugin
+import GraftPluginSupport
 
 let configFileName = "adapter_config.json"
 let weightsFileName = "adapter_model.safetensors"

@@ -7,6 +7,7 @@
 // Strict on purpose: routing fields that do not apply to the chosen gate, unknown router keys and
 // PEFT LoRA options this format does not compute are errors, never silently ignored.
 import CGraftPlugin
+import GraftPluginSupport
 
 let moePeftType = "GRAFT_MOE_LORA"
 /// Largest expert count and rank the plugin accepts (the host's own limits).

@@ -1,5 +1,6 @@
 // graft_plugin_entry: the one exported symbol of libGraftPluginMoELoRA.so (Plugins/MoELoRA/exports.map).
 import CGraftPlugin
+import GraftPluginSupport
 
 private let pluginName: StaticString = "moe-lora"
 private let pluginVersion: StaticString = "1.0.0"

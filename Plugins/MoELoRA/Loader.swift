@@ -2,6 +2,7 @@
 // routed low-rank term per expert (router = id, expert = e, s = α/r). The host evaluates the
 // router (z = W_r x + b_r, then the gate) and scales each expert's term per token.
 import CGraftPlugin
+import GraftPluginSupport
 
 let configFileName = "adapter_config.json"
 let weightsFileName = "adapter_model.safetensors"

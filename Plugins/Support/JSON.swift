@@ -1,8 +1,9 @@
-// A small, bounded JSON reader for adapter_config.json. Objects keep their key order: PEFT's
-// rank_pattern / alpha_pattern take the FIRST key that matches, in file order, which a
+// A small, bounded JSON reader for the plugins' config files. Objects keep their key order:
+// PEFT's rank_pattern / alpha_pattern take the FIRST key that matches, in file order, which a
 // dictionary-based parser (JSONSerialization) would lose. Never traps on hostile input.
+// Shared by the Swift plugins, which link it statically (they never link GraftCore).
 
-enum JSONValue {
+package enum JSONValue {
     case null
     case bool(Bool)
     case number(Double)
@@ -11,13 +12,13 @@ enum JSONValue {
     case object([(key: String, value: JSONValue)])
 
     /// The member `key` of an object (the last one if repeated, as Python's json does).
-    subscript(key: String) -> JSONValue? {
+    package subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
         return members.last(where: { $0.key == key })?.value
     }
 
     /// "a string", "a number", ... for error messages.
-    var kindDescription: String {
+    package var kindDescription: String {
         switch self {
         case .null: return "null"
         case .bool: return "a boolean"
@@ -29,13 +30,13 @@ enum JSONValue {
     }
 }
 
-struct JSONParseError: Error {
-    let offset: Int
-    let reason: String
+package struct JSONParseError: Error {
+    package let offset: Int
+    package let reason: String
 }
 
 /// Parses one JSON document from `bytes`. Nesting is limited to `maxDepth`.
-func parseJSON(_ bytes: [UInt8], maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
+package func parseJSON(_ bytes: [UInt8], maxDepth: Int = 64) throws(JSONParseError) -> JSONValue {
     var parser = JSONParser(bytes: bytes, maxDepth: maxDepth)
     parser.skipSpace()
     let value = try parser.parseValue(depth: 0)

@@ -1,6 +1,6 @@
 // The host's function table (graft_host_api) seen from Swift, and file helpers that use libc only.
-// Adapted from Plugins/LoRA/Host.swift (copied: each plugin is a self-contained shared object), plus
-// add_router (plugin ABI 1.1).
+// The Swift plugins' view of graft_host_api: typed wrappers that turn statuses into thrown
+// PluginFailures, plus small file helpers. Linked statically into each Swift plugin.
 import CGraftPlugin
 #if canImport(Glibc)
 import Glibc
@@ -9,11 +9,11 @@ import Darwin
 #endif
 
 /// A failure to report through host->set_error with a graft_plugin.h status.
-struct PluginFailure: Error {
-    let status: Int32
-    let message: String
+package struct PluginFailure: Error {
+    package let status: Int32
+    package let message: String
 
-    init(_ status: Int32, _ message: String) {
+    package init(_ status: Int32, _ message: String) {
         self.status = status
         self.message = message
     }
@@ -22,15 +22,19 @@ struct PluginFailure: Error {
 /// The host's table. The entry point checked the ABI major and that `struct_size` covers every
 /// 1.0 field, so the 1.0 slots may be read; a NULL slot is still reported, not trusted. The 1.1
 /// slot (add_router) is read only after `requireRouters` checked that the table has it.
-struct Host {
-    let api: UnsafePointer<graft_host_api>
+package struct Host {
+    package let api: UnsafePointer<graft_host_api>
 
-    func log(_ level: Int32, _ message: String) {
+    package init(api: UnsafePointer<graft_host_api>) {
+        self.api = api
+    }
+
+    package func log(_ level: Int32, _ message: String) {
         guard let log = api.pointee.log else { return }
         message.withCString { log(level, $0) }
     }
 
-    func setError(_ message: String) {
+    package func setError(_ message: String) {
         guard let setError = api.pointee.set_error else { return }
         message.withCString { setError($0) }
     }
@@ -40,7 +44,7 @@ struct Host {
     }
 
     /// Opens a safetensors file through the host (which validates its header).
-    func openSafetensors(_ path: String) throws(PluginFailure) -> OpaquePointer {
+    package func openSafetensors(_ path: String) throws(PluginFailure) -> OpaquePointer {
         guard let open = api.pointee.safetensors_open else { throw missing("safetensors_open") }
         var file: OpaquePointer?
         let status = path.withCString { open($0, &file) }
@@ -51,17 +55,17 @@ struct Host {
         return file
     }
 
-    func closeSafetensors(_ file: OpaquePointer) {
+    package func closeSafetensors(_ file: OpaquePointer) {
         api.pointee.safetensors_close?(file)
     }
 
-    func tensorCount(_ file: OpaquePointer) throws(PluginFailure) -> Int {
+    package func tensorCount(_ file: OpaquePointer) throws(PluginFailure) -> Int {
         guard let count = api.pointee.safetensors_count else { throw missing("safetensors_count") }
         return count(file)
     }
 
     /// The index-th tensor; its pointers stay valid until closeSafetensors.
-    func tensor(_ file: OpaquePointer, at index: Int) throws(PluginFailure) -> graft_st_tensor {
+    package func tensor(_ file: OpaquePointer, at index: Int) throws(PluginFailure) -> graft_st_tensor {
         guard let get = api.pointee.safetensors_get else { throw missing("safetensors_get") }
         var tensor = graft_st_tensor()
         tensor.struct_size = UInt32(MemoryLayout<graft_st_tensor>.size)
@@ -70,7 +74,7 @@ struct Host {
         return tensor
     }
 
-    func siteInfo(_ builder: OpaquePointer, _ index: Int) throws(PluginFailure) -> graft_site_info {
+    package func siteInfo(_ builder: OpaquePointer, _ index: Int) throws(PluginFailure) -> graft_site_info {
         guard let siteInfo = api.pointee.site_info else { throw missing("site_info") }
         var info = graft_site_info()
         info.struct_size = UInt32(MemoryLayout<graft_site_info>.size)
@@ -81,7 +85,7 @@ struct Host {
 
     /// The site whose module name is `module` or ends with ".module". On failure the host has
     /// set a message listing the closest sites; it is kept (an empty message here).
-    func findSite(_ builder: OpaquePointer, _ module: String) throws(PluginFailure) -> Int {
+    package func findSite(_ builder: OpaquePointer, _ module: String) throws(PluginFailure) -> Int {
         guard let findSite = api.pointee.find_site else { throw missing("find_site") }
         var index = 0
         let status = module.withCString { findSite(builder, $0, &index) }
@@ -89,19 +93,19 @@ struct Host {
         return index
     }
 
-    func addLowRank(_ builder: OpaquePointer, _ term: inout graft_lowrank_term) throws(PluginFailure) {
+    package func addLowRank(_ builder: OpaquePointer, _ term: inout graft_lowrank_term) throws(PluginFailure) {
         guard let add = api.pointee.add_lowrank else { throw missing("add_lowrank") }
         let status = add(builder, &term)
         guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
     }
 
     /// Byte size of graft_host_api in plugin ABI 1.0 (everything before add_router).
-    static let v10Size = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_router)!
+    package static let v10Size = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_router)!
     /// Byte size of graft_host_api up to and including add_router (ABI 1.1).
-    static let routerSize = v10Size + MemoryLayout<UnsafeRawPointer>.size
+    package static let routerSize = v10Size + MemoryLayout<UnsafeRawPointer>.size
 
     /// Routers need plugin ABI 1.1: `struct_size` must cover add_router, and it must be set.
-    func requireRouters() throws(PluginFailure) {
+    package func requireRouters() throws(PluginFailure) {
         let size = Int(api.pointee.struct_size)
         let version = api.pointee.abi_version
         guard size >= Self.routerSize, version & 0xFFFF >= 1, api.pointee.add_router != nil else {
@@ -114,25 +118,25 @@ struct Host {
     }
 
     /// Adds a router at a site; returns its id (>= 1) for graft_lowrank_term.router.
-    func addRouter(_ builder: OpaquePointer, _ router: inout graft_router) throws(PluginFailure) -> UInt32 {
+    package func addRouter(_ builder: OpaquePointer, _ router: inout graft_router) throws(PluginFailure) -> UInt32 {
         try requireRouters()
         guard let add = api.pointee.add_router else { throw missing("add_router") }
         var id: UInt32 = 0
         let status = add(builder, &router, &id)
         guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
-        guard id >= 1 else { throw PluginFailure(GRAFT_PLUGIN_INTERNAL, "moe-lora: the host's add_router returned router id 0") }
+        guard id >= 1 else { throw PluginFailure(GRAFT_PLUGIN_INTERNAL, "the host's add_router returned router id 0") }
         return id
     }
 
-    func setName(_ builder: OpaquePointer, _ name: String) {
+    package func setName(_ builder: OpaquePointer, _ name: String) {
         guard let setName = api.pointee.set_name else { return }
         _ = name.withCString { setName(builder, $0) }
     }
 }
 
-enum FileKind { case missing, directory, regular, other }
+package enum FileKind { case missing, directory, regular, other }
 
-func fileKind(_ path: String) -> FileKind {
+package func fileKind(_ path: String) -> FileKind {
     var info = stat()
     guard stat(path, &info) == 0 else { return .missing }
     switch info.st_mode & S_IFMT {
@@ -143,7 +147,7 @@ func fileKind(_ path: String) -> FileKind {
 }
 
 /// Reads a whole regular file of at most `limit` bytes; nil when it is missing, larger or unreadable.
-func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
+package func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -162,12 +166,12 @@ func readSmallFile(_ path: String, limit: Int) -> [UInt8]? {
     return bytes
 }
 
-func joinPath(_ directory: String, _ name: String) -> String {
+package func joinPath(_ directory: String, _ name: String) -> String {
     directory.hasSuffix("/") ? directory + name : directory + "/" + name
 }
 
 /// The last path component of a directory ("…/my-adapter/" → "my-adapter").
-func lastComponent(_ path: String) -> String {
+package func lastComponent(_ path: String) -> String {
     var trimmed = Substring(path)
     while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed = trimmed.dropLast() }
     if let slash = trimmed.lastIndex(of: "/") { return String(trimmed[trimmed.index(after: slash)...]) }
