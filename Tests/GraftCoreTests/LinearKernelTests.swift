@@ -240,4 +240,17 @@ struct LinearKernelTests {
             _ = try runNodeOutput("Conv", [random([1, 1, 4, 4], seed: 1), random([2, 1, 3, 3], seed: 2), random([3], seed: 3)])
         })
     }
+
+    /// Weight products large enough to be split across threads (by rows, or by columns for
+    /// M = 1) agree with the plain-loop reference (tolerance as above).
+    @Test(arguments: [([3, 64, 96], [96, 80]), ([1, 512], [512, 1024]), ([2, 1, 700], [700, 400])])
+    func splitWeightProducts(_ shapes: ([Int], [Int])) throws {
+        let a = random(shapes.0, seed: 11), b = random(shapes.1, seed: 12)
+        let want = refMatMul(a, b)
+        for threads in [1, 2, 3] {
+            let y = try runNodeOutput("MatMul", [a, b], threads: threads)
+            #expect(y.shape == want.shape)
+            #expect(close(y.floats(), want.values), "threads \(threads), \(shapes)")
+        }
+    }
 }

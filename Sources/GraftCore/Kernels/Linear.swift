@@ -41,6 +41,23 @@ package enum LinearKernels {
         }
     }
 
+    /// Work (M·N·K) from which a weight product is split across the session's threads.
+    static let splitGemmWork = 1 << 18
+
+    /// Columns `cols` of C[m,n] = A[m,k] · B[k,n] (row-major; B and C keep their full row stride n).
+    @inline(__always)
+    static func columns(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+                        m: Int32, n: Int32, k: Int32, from cols: Range<Int>) {
+        let nc = Int32(cols.count), b0 = b + cols.lowerBound, c0 = c + cols.lowerBound
+        if m == 1 {
+            // c[cols] = B[:, cols]ᵀ a; cleared first as in `product`.
+            c0.update(repeating: 0, count: cols.count)
+            cblas_sgemv(CblasRowMajor, CblasTrans, k, nc, 1, b0, n, a, 1, 0, c0, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, nc, k, 1, a, k, b0, n, 0, c0, n)
+        }
+    }
+
     static func matmul(_ ctx: KernelContext) throws -> CompiledKernel {
         let a = try ctx.input(0), b = try ctx.input(1)
         guard a.dtype == .float32, b.dtype == .float32 else {
@@ -76,10 +93,26 @@ package enum LinearKernels {
         let n32 = try blasInt(n, "N", ctx), k32 = try blasInt(k, "K", ctx)
 
         if batchB.isEmpty {
-            // B is a 2-D weight: fold every batch dim of A into M, one BLAS call.
-            let rows = try blasInt(Shape.product(batchA) * m, "rows of A", ctx)
+            // B is a 2-D weight: fold every batch dim of A into M. OpenBLAS is pinned to one
+            // thread (CoreModel.configureBLAS), so the session's threads split the product:
+            // by rows when there are enough of them, else by columns (decode, M = 1).
+            let rowCount = Shape.product(batchA) * m
+            let rows = try blasInt(rowCount, "rows of A", ctx)
+            let threads = rowCount * n * k >= splitGemmWork ? ctx.threads : 1
+            let byRows = rowCount >= 4 * threads
             return CompiledKernel(outputs: [outType]) { io in
-                product(io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self), m: rows, n: n32, k: k32)
+                let pa = io.input(0, Float.self), pb = io.input(1, Float.self), pc = io.output(0, Float.self)
+                if threads == 1 {
+                    product(pa, pb, pc, m: rows, n: n32, k: k32)
+                } else if byRows {
+                    parallelFor(rowCount, threads: threads) { r in
+                        product(pa + r.lowerBound * k, pb, pc + r.lowerBound * n, m: Int32(r.count), n: n32, k: k32)
+                    }
+                } else {
+                    parallelFor(n, threads: threads, minPerThread: 16) { cols in
+                        columns(pa, pb, pc, m: rows, n: n32, k: k32, from: cols)
+                    }
+                }
             }
         }
 
