@@ -6,7 +6,7 @@ struct GraftCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graft",
         abstract: "Run ONNX models on the CPU with Graft.",
-        subcommands: [Inspect.self, Run.self, Adapters.self]
+        subcommands: [Inspect.self, Run.self, Adapters.self, Bench.self]
     )
 }
 

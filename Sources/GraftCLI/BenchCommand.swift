@@ -1,0 +1,245 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import Dispatch
+import GraftCore
+
+/// A quick Graft-only latency figure: load time, then min / median / p90 of N runs on inputs
+/// made from the declared shapes. Side-by-side numbers (ONNX Runtime, PyTorch) come from
+/// benchmarks/bench.py.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time a model on synthetic inputs: load time, then min/median/p90 latency.",
+        discussion: """
+            Inputs are made from the declared shapes. A symbolic dim takes its value from \
+            --shape (which binds the symbols of that input for every other input too) or --dim, \
+            else 1. Integer inputs: names with 'mask' are ones, 'token_type'/'segment' zeros, \
+            'position' 0..n-1 along the last axis, anything else (ids) random in [1, --vocab). \
+            Float inputs are uniform in [-1, 1); bool inputs are true. Everything is seeded.
+            """)
+
+    @Argument(help: "Path to the .onnx file.")
+    var model: String
+
+    @Option(name: .customLong("shape"), help: "An input's shape as NAME=1x128 (repeatable).")
+    var shapes: [String] = []
+
+    @Option(name: .customLong("dim"), help: "A symbolic dim's value as SYMBOL=N (repeatable), e.g. batch=8.")
+    var dims: [String] = []
+
+    @Option(help: "Upper bound (exclusive) for random token ids.")
+    var vocab: Int = 1000
+
+    @Option(help: "Timed runs.")
+    var iterations: Int = 50
+
+    @Option(help: "Untimed runs first (planning, caches).")
+    var warmup: Int = 5
+
+    @Option(help: "Threads the session may use.")
+    var threads: Int = 1
+
+    @Option(name: .customLong("adapter"), help: "An adapter to bind (repeatable; PEFT directory or anything a plugin claims), scale 1.")
+    var adapters: [String] = []
+
+    @Flag(help: "Bind the adapters merged (W + sBA in a session copy) instead of unmerged.")
+    var merged = false
+
+    @Option(help: "Plugin shared objects to load first (repeatable).")
+    var plugin: [String] = []
+
+    @Option(help: "Seed for the synthetic inputs.")
+    var seed: UInt64 = 1234
+
+    func validate() throws {
+        guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
+        guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
+        guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard vocab >= 2 else { throw ValidationError("--vocab must be at least 2") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            for p in plugin { try PluginRegistry.load(path: p) }
+            let t0 = now()
+            let core = try CoreModel(path: model)
+            let loadMs = ms(since: t0)
+
+            var loaded: [CoreAdapter] = []
+            var adapterMs: [Double] = []
+            for path in adapters {
+                let ta = now()
+                loaded.append(try PluginRegistry.loadAdapter(model: core, path: path))
+                adapterMs.append(ms(since: ta))
+            }
+
+            let inputs = try makeInputs(core)
+            let ts = now()
+            let session = try CoreSession(model: core, threads: threads)
+            if !loaded.isEmpty { try session.setAdapters(loaded.map { ($0, 1) }, merged: merged) }
+            _ = try session.run(inputs)
+            let firstRunMs = ms(since: ts)
+
+            let described = core.graph.inputs.map { "\($0.name)=\(inputs[$0.name]!.shape.map(String.init).joined(separator: "x"))" }
+            print("model     \(model)")
+            print("inputs    \(described.joined(separator: " "))")
+            print("threads   \(threads)")
+            if !loaded.isEmpty {
+                let list = zip(loaded, adapterMs).map { "\($0.0.name) (\($0.0.plugin), \($0.0.sites.count) sites, load \(fmt($0.1)) ms)" }
+                print("adapters  \(list.joined(separator: ", ")) \(merged ? "merged" : "unmerged")")
+            }
+
+            for _ in 1..<max(warmup, 1) { _ = try session.run(inputs) }
+
+            let tty = isatty(1) != 0
+            var samples: [Double] = []
+            samples.reserveCapacity(iterations)
+            let started = now()
+            for i in 0..<iterations {
+                let t = now()
+                _ = try session.run(inputs)
+                samples.append(ms(since: t))
+                if tty {
+                    let line = "\r  run \(i + 1)/\(iterations)  last \(fmt(samples.last!)) ms  median so far \(fmt(median(samples))) ms   "
+                    _ = line.withCString { write(1, $0, strlen($0)) }
+                }
+            }
+            if tty { _ = "\r\u{1B}[K".withCString { write(1, $0, strlen($0)) } }
+            print("ran       \(iterations) iterations after \(max(warmup, 1)) warm-up in \(fmt(ms(since: started) / 1000)) s")
+
+            let sorted = samples.sorted()
+            print("latency   min \(fmt(sorted[0])) ms  median \(fmt(median(sorted))) ms  p90 \(fmt(percentile(sorted, 0.9))) ms  max \(fmt(sorted.last!)) ms")
+            print("load      model \(fmt(loadMs)) ms  session + first run \(fmt(firstRunMs)) ms  (load to first result \(fmt(loadMs + firstRunMs)) ms)")
+            return ()
+        }
+    }
+
+    /// Synthetic inputs from the declared shapes (see `discussion`).
+    private func makeInputs(_ core: CoreModel) throws -> [String: HostTensor] {
+        var symbols: [String: Int] = [:]
+        for spec in dims {
+            let (name, value) = try split(spec, option: "--dim")
+            guard let n = Int(value), n >= 0 else { throw GraftError(.invalidArgument, "--dim \(spec): the value is not a size") }
+            symbols[name] = n
+        }
+        var given: [String: [Int]] = [:]
+        for spec in shapes {
+            let (name, value) = try split(spec, option: "--shape")
+            guard let decl = core.graph.inputs.first(where: { $0.name == name }) else {
+                let names = core.graph.inputs.map(\.name).joined(separator: ", ")
+                throw GraftError(.invalidArgument, "--shape names '\(name)', which is not an input (inputs: \(names))")
+            }
+            let parts = value.split(separator: "x").map { Int($0) }
+            guard !parts.isEmpty, parts.allSatisfy({ $0 != nil && $0! >= 0 }) else {
+                throw GraftError(.invalidArgument, "--shape \(spec): expected sizes like 1x128")
+            }
+            let shape = parts.map { $0! }
+            if let declared = decl.dims {
+                guard declared.count == shape.count else {
+                    throw GraftError(.invalidArgument, "--shape \(spec): '\(name)' has rank \(declared.count) (\(declared))")
+                }
+                for (d, n) in zip(declared, shape) {
+                    if case .symbol(let s) = d, symbols[s] == nil { symbols[s] = n }
+                }
+            }
+            given[name] = shape
+        }
+        var rng = SplitMix(state: seed)
+        var out: [String: HostTensor] = [:]
+        for decl in core.graph.inputs {
+            let shape: [Int]
+            if let g = given[decl.name] {
+                shape = g
+            } else if let declared = decl.dims {
+                shape = declared.map { d -> Int in
+                    switch d {
+                    case .fixed(let n): return n
+                    case .symbol(let s): return symbols[s] ?? 1
+                    case .unknown: return 1
+                    }
+                }
+            } else {
+                throw GraftError(.invalidArgument, "input '\(decl.name)' declares no shape; give it with --shape \(decl.name)=...")
+            }
+            out[decl.name] = try synthesize(decl, shape: shape, &rng)
+        }
+        return out
+    }
+
+    private func synthesize(_ decl: ValueDecl, shape: [Int], _ rng: inout SplitMix) throws -> HostTensor {
+        let t = HostTensor(zeros: decl.dtype, shape: shape)
+        let n = t.count
+        let lower = decl.name.lowercased()
+        let last = shape.last ?? 1
+        func intValue(_ i: Int) -> Int64 {
+            if lower.contains("mask") { return 1 }
+            if lower.contains("token_type") || lower.contains("segment") { return 0 }
+            if lower.contains("position") { return Int64(last == 0 ? 0 : i % last) }
+            return Int64(1 + Int(rng.next() % UInt64(vocab - 1)))
+        }
+        switch decl.dtype {
+        case .float32:
+            let p = t.pointer(Float.self)
+            for i in 0..<n { p[i] = rng.uniform() }
+        case .int64:
+            let p = t.pointer(Int64.self)
+            for i in 0..<n { p[i] = intValue(i) }
+        case .int32:
+            let p = t.pointer(Int32.self)
+            for i in 0..<n { p[i] = Int32(truncatingIfNeeded: intValue(i)) }
+        case .bool, .uint8:
+            let p = t.pointer(UInt8.self)
+            for i in 0..<n { p[i] = decl.dtype == .bool ? 1 : UInt8(truncatingIfNeeded: intValue(i)) }
+        case .int8:
+            let p = t.pointer(Int8.self)
+            for i in 0..<n { p[i] = Int8(truncatingIfNeeded: intValue(i)) }
+        default:
+            throw GraftError(.unsupported, "input '\(decl.name)' is \(decl.dtype); bench makes float32, integer and bool inputs only")
+        }
+        return t
+    }
+
+    private func split(_ spec: String, option: String) throws -> (String, String) {
+        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
+            throw GraftError(.invalidArgument, "\(option) expects NAME=VALUE, got '\(spec)'")
+        }
+        return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
+    }
+}
+
+/// Deterministic generator for synthetic inputs.
+private struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
+}
+
+private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+private func ms(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
+
+private func median(_ xs: [Double]) -> Double {
+    let s = xs.sorted()
+    return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+}
+
+/// Nearest-rank percentile of sorted samples.
+private func percentile(_ sorted: [Double], _ q: Double) -> Double {
+    let rank = Int((q * Double(sorted.count)).rounded(.up))
+    return sorted[min(max(rank, 1), sorted.count) - 1]
+}
+
+/// Three significant-ish decimals without Foundation: 12.345, 0.123.
+private func fmt(_ v: Double) -> String {
+    let thousandths = Int((v * 1000).rounded())
+    let frac = thousandths % 1000
+    let pad = frac < 10 ? "00" : frac < 100 ? "0" : ""
+    return "\(thousandths / 1000).\(pad)\(frac)"
+}
