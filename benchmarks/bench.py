@@ -336,6 +336,27 @@ def interleaved(fns, iterations, warmup, block=5, pause=0.005):
             for n, v in samples.items()}
 
 
+def paired(fns, rounds, warmup, base):
+    """Graft-only comparisons (no spinning pools): every round calls each fn once, timed, in
+    an order rotating every round; returns per-fn medians and, per fn, the median over rounds
+    of its time divided by `base`'s time in the same round. Pairing cancels load that drifts
+    over seconds, which a ratio of two medians taken apart does not."""
+    names = list(fns)
+    for n in names:
+        for _ in range(warmup):
+            fns[n]()
+    samples = {n: [] for n in names}
+    for r in range(rounds):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            t = time.perf_counter()
+            fns[n]()
+            samples[n].append(time.perf_counter() - t)
+    out = {n: dict(median=statistics.median(v), min=min(v), n=len(v)) for n, v in samples.items()}
+    for n in names:
+        out[n]["paired_ratio"] = statistics.median(x / y for x, y in zip(samples[n], samples[base]))
+    return out
+
+
 def max_abs(a, b):
     import numpy as np
     return float(np.max(np.abs(np.asarray(a, dtype=np.float32) - np.asarray(b, dtype=np.float32))))
@@ -550,15 +571,23 @@ class Bench:
         out["diff_unmerged_vs_peft"] = self.check("adapter 1x128", [gu], [ref], "Graft unmerged vs PEFT")
         out["diff_merged_vs_unmerged"] = self.check("adapter 1x128", [gm], [gu], "Graft merged vs unmerged")
         out["adapter_effect"] = max_abs(gu, gb)
-        pt_base = base_fn(feeds)
-        res = interleaved({"base": lambda: s_base.run(feeds), "unmerged": lambda: s_un.run(feeds),
-                           "merged": lambda: s_me.run(feeds), "torch_base": pt_base,
-                           "peft_unmerged": peft_fn(feeds)}, args.iterations, args.warmup)
+        res = paired({"base": lambda: s_base.run(feeds), "unmerged": lambda: s_un.run(feeds),
+                      "merged": lambda: s_me.run(feeds)}, args.adapter_rounds, args.warmup, "base")
         for k, v in res.items():
             out[f"{k}_1x128_ms"] = v["median"] * 1e3
-        out["unmerged_overhead"] = res["unmerged"]["median"] / res["base"]["median"] - 1
-        out["merged_overhead"] = res["merged"]["median"] / res["base"]["median"] - 1
-        out["peft_overhead"] = res["peft_unmerged"]["median"] / res["torch_base"]["median"] - 1
+        out["unmerged_overhead"] = res["unmerged"]["paired_ratio"] - 1
+        out["merged_overhead"] = res["merged"]["paired_ratio"] - 1
+        # the same comparison of base against itself (a second base session) = the noise floor
+        s_base2 = model.session(threads=threads)
+        noise = paired({"base": lambda: s_base.run(feeds), "base2": lambda: s_base2.run(feeds)},
+                       args.adapter_rounds, args.warmup, "base")
+        out["base_vs_base_noise"] = noise["base2"]["paired_ratio"] - 1
+        s_base2.close()
+        pt = paired({"torch_base": base_fn(feeds), "peft_unmerged": peft_fn(feeds)},
+                    max(args.iterations, 30), args.warmup, "torch_base")
+        for k, v in pt.items():
+            out[f"{k}_1x128_ms"] = v["median"] * 1e3
+        out["peft_overhead"] = pt["peft_unmerged"]["paired_ratio"] - 1
         s_base.close()
         s_me.close()
 
@@ -584,14 +613,16 @@ class Bench:
         s_one = model.session(threads=threads)
         s_one.set_adapters([ads[0]])
         s_b8 = model.session(threads=threads)
-        res = interleaved({"mixed": lambda: s_mix.run(feeds8, row_adapters=ads),
-                           "one": lambda: s_one.run(feeds8), "base": lambda: s_b8.run(feeds8),
-                           "peft_mixed": peft_fn(feeds8, [f"a{k}" for k in range(N_ADAPTERS)]),
-                           "peft_one": peft_fn(feeds8)}, max(args.iterations // 2, 15), args.warmup)
+        res = paired({"one": lambda: s_one.run(feeds8), "mixed": lambda: s_mix.run(feeds8, row_adapters=ads),
+                      "base": lambda: s_b8.run(feeds8)}, max(args.iterations, 30), args.warmup, "one")
         for k, v in res.items():
             out[f"{k}_8x128_ms"] = v["median"] * 1e3
-        out["mixed_over_one"] = res["mixed"]["median"] / res["one"]["median"]
-        out["peft_mixed_over_one"] = res["peft_mixed"]["median"] / res["peft_one"]["median"]
+        out["mixed_over_one"] = res["mixed"]["paired_ratio"]
+        pt = paired({"peft_one": peft_fn(feeds8), "peft_mixed": peft_fn(feeds8, [f"a{k}" for k in range(N_ADAPTERS)])},
+                    max(args.iterations // 2, 15), min(args.warmup, 2), "peft_one")
+        for k, v in pt.items():
+            out[f"{k}_8x128_ms"] = v["median"] * 1e3
+        out["peft_mixed_over_one"] = pt["peft_mixed"]["paired_ratio"]
         for s in (s_un, s_mix, s_one, s_b8):
             s.close()
         return out
@@ -735,16 +766,17 @@ def report(r):
         L.append("|---|---:|---|")
         L.append(f"| base 1x128 | {fmt(ad['base_1x128_ms'])} ms | |")
         L.append(f"| unmerged 1x128 | {fmt(ad['unmerged_1x128_ms'])} ms | |")
-        L.append(f"| **unmerged overhead** over base | **{ad['unmerged_overhead'] * 100:+.1f}%** | ≤ 5% |")
+        L.append(f"| **unmerged overhead** over base (median of {r['args']['adapter_rounds']} paired ratios) | **{ad['unmerged_overhead'] * 100:+.1f}%** | ≤ 5% |")
         L.append(f"| merged 1x128 | {fmt(ad['merged_1x128_ms'])} ms | |")
         L.append(f"| **merged overhead** over base | **{ad['merged_overhead'] * 100:+.1f}%** | within noise |")
+        L.append(f"| noise floor: a second base session over base | {ad['base_vs_base_noise'] * 100:+.1f}% | |")
         L.append(f"| **hot swap** (set_adapters between two loaded adapters, Python binding, median of "
                  f"{r['args']['swaps']}) | **{fmt(ad['swap_us'], 1)} µs** (p90 {fmt(ad['swap_p90_us'], 1)} µs) | ≤ 1 ms |")
         L.append(f"| **adapter load** (rank-8 PEFT dir, median of {r['args']['adapter_loads']}) | "
                  f"**{fmt(ad['adapter_load_ms'])} ms** | ≤ 5 ms |")
         L.append(f"| one adapter, 8x128 | {fmt(ad['one_8x128_ms'])} ms | |")
         L.append(f"| mixed batch, 8 rows x 8 adapters, 8x128 | {fmt(ad['mixed_8x128_ms'])} ms | |")
-        L.append(f"| **mixed / one adapter** | **{fmt(ad['mixed_over_one'])}×** | ≤ 1.15× |")
+        L.append(f"| **mixed / one adapter** (median of paired ratios) | **{fmt(ad['mixed_over_one'])}×** | ≤ 1.15× |")
         L.append(f"| base 8x128 (for reference) | {fmt(ad['base_8x128_ms'])} ms | |")
         L.append(f"| PyTorch base 1x128 / + PEFT unmerged 1x128 | {fmt(ad['torch_base_1x128_ms'])} / "
                  f"{fmt(ad['peft_unmerged_1x128_ms'])} ms ({ad['peft_overhead'] * 100:+.1f}%) | context |")
@@ -782,6 +814,8 @@ def main():
     ap.add_argument("--load-reps", type=int, default=5, help="repetitions of the load measurement (default 5)")
     ap.add_argument("--swaps", type=int, default=1000, help="hot swaps timed (default 1000)")
     ap.add_argument("--adapter-loads", type=int, default=50, help="adapter loads timed (default 50)")
+    ap.add_argument("--adapter-rounds", type=int, default=100,
+                    help="paired rounds for the adapter overhead at 1x128 (default 100)")
     ap.add_argument("--torch-attention", default="sdpa", choices=["sdpa", "eager"],
                     help="attention implementation for the PyTorch timings (the exports always use eager; "
                          "default sdpa, what transformers picks)")
