@@ -15,7 +15,8 @@
  *    normal floats: overflow to +inf and gradual underflow to denormals / 0 happen in the last
  *    multiplication, rounded once. NaN propagates through the arithmetic.
  *  - erf(x) on a = |x|, sign restored at the end (so erf(-0) = -0):
- *      a < 1:  a·A(a²), A of degree 6 in a² (absolute error 6e-10 before rounding);
+ *      a < 1:  a·A(a²), A of degree 6 in a² (absolute error 8e-10 before float evaluation),
+ *              its constant 2/√π as a float hi + lo pair so that a·2/√π is not off by an ulp;
  *      a >= 1: 1 - erfc(a), erfc(a) = exp(-a²)·B(min(a, 4) - 2.5), B of degree 8 (absolute
  *              error 2.4e-9 on [1, 4]); past 4, erfc < 1.6e-8 is below half an ulp of 1, so
  *              erf rounds to exactly ±1 (and ±inf gives ±1 through exp(-inf) = 0).
@@ -54,8 +55,13 @@ static void scalar_gelu_erf(const float *x, float *y, size_t n) {
     }
 }
 
+/* e = exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) for x < 0 (so x < -88.7 gives
+ * the denormal / small result instead of 1/(1+inf) = 0). */
 static void scalar_sigmoid(const float *x, float *y, size_t n) {
-    for (size_t i = 0; i < n; i++) y[i] = 1.0f / (1.0f + expf(-x[i]));
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], e = expf(-fabsf(v));
+        y[i] = (v >= 0.0f ? 1.0f : e) / (1.0f + e);
+    }
 }
 
 /* Same algorithm as ReductionKernels.softmaxRow (stride 1, not log). */
@@ -81,19 +87,21 @@ static void scalar_softmax_row(const float *x, float *y, size_t n) {
 /* exp coefficients E0..E4: e^r = 1 + r + r^2 (E0 + E1 r + E2 r^2 + E3 r^3 + E4 r^4). */
 #define EXP_E0 4.999999404e-01f
 #define EXP_E1 1.666652113e-01f
-#define EXP_E2 4.166838899e-02f
-#define EXP_E3 8.368710987e-03f
-#define EXP_E4 1.381460461e-03f
-/* erf(a) = a (A0 + A1 u + ... + A6 u^6), u = a^2, a < 1. */
+#define EXP_E2 4.166826233e-02f
+#define EXP_E3 8.368669078e-03f
+#define EXP_E4 1.382102375e-03f
+/* erf(a) = a (A0 + A1 u + ... + A6 u^6), u = a^2, a < 1; A0 = 2/sqrt(pi) = ERF_A0_HI + ERF_A0_LO. */
+#define ERF_A0_HI 1.128379226e+00f
+#define ERF_A0_LO -5.863538277e-08f
 static const float ERF_A[7] = {
-    1.128379107e+00f, -3.761260509e-01f, 1.128343046e-01f, -2.684859373e-02f,
-    5.179751664e-03f, -7.942373632e-04f, 7.647168968e-05f,
+    0.0f /* A0: hi + lo above */, -3.761262298e-01f, 1.128353998e-01f, -2.685184777e-02f,
+    5.184623413e-03f, -7.978219073e-04f, 7.750273653e-05f,
 };
 /* erfc(a) = exp(-a^2) (B0 + B1 t + ... + B8 t^8), t = min(a, 4) - 2.5, a >= 1. */
 static const float ERFC_B[9] = {
-    2.108076066e-01f, -7.434218377e-02f, 2.491463162e-02f, -8.132237010e-03f,
-    2.302509965e-03f, -6.611378049e-04f, 5.432940088e-04f, 2.250491816e-04f,
-    1.068406491e-04f,
+    2.108076066e-01f, -7.434218377e-02f, 2.491462417e-02f, -8.132264018e-03f,
+    2.302492037e-03f, -6.611178396e-04f, 5.433289916e-04f, 2.250675170e-04f,
+    1.068440106e-04f,
 };
 
 AVX2_INLINE __m256 v_exp(__m256 x) {
@@ -127,8 +135,9 @@ AVX2_INLINE void v_erf_parts(__m256 a, __m256 *erf_small, __m256 *erfc_big, __m2
     __m256 u = _mm256_mul_ps(a, a);
     __m256 q = _mm256_set1_ps(ERF_A[6]);
     for (int i = 5; i >= 1; i--) q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(ERF_A[i]));
-    /* a·A0 + a·u·Q(u): the leading term rounded once. */
-    *erf_small = _mm256_fmadd_ps(_mm256_mul_ps(a, u), q, _mm256_mul_ps(a, _mm256_set1_ps(ERF_A[0])));
+    /* a·A0_HI + a·(A0_LO + u·Q(u)): the leading product is exact inside the FMA. */
+    __m256 lo = _mm256_fmadd_ps(q, u, _mm256_set1_ps(ERF_A0_LO));
+    *erf_small = _mm256_fmadd_ps(a, _mm256_set1_ps(ERF_A0_HI), _mm256_mul_ps(a, lo));
     __m256 t = _mm256_sub_ps(_mm256_min_ps(_mm256_set1_ps(4.0f), a), _mm256_set1_ps(2.5f));
     __m256 g = _mm256_set1_ps(ERFC_B[8]);
     for (int i = 7; i >= 0; i--) g = _mm256_fmadd_ps(g, t, _mm256_set1_ps(ERFC_B[i]));
@@ -159,9 +168,12 @@ AVX2_INLINE __m256 v_gelu_erf(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
 }
 
+/* As scalar_sigmoid: e = exp(-|x|), (x >= 0 ? 1 : e) / (1 + e). NaN: e is NaN, so is y. */
 AVX2_INLINE __m256 v_sigmoid(__m256 x) {
-    __m256 e = v_exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
-    return _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = v_exp(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)));
+    __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+    return _mm256_div_ps(num, _mm256_add_ps(one, e));
 }
 
 /* Lanes [0, rem) set, rem in 1...7. */
