@@ -33,7 +33,8 @@ let package = Package(
         ),
         // include/graft_plugin.h (canonical, symlinked) for the plugin host and Swift plugins.
         .target(name: "CGraftPlugin"),
-        .target(name: "GraftCore", dependencies: ["COnnx", "COpenBLAS", "CGraftPlugin"]),
+        .target(name: "CMath", exclude: ["fit_coefficients.py"]), // vectorised exp/erf (AVX2+FMA, run-time dispatch)
+        .target(name: "GraftCore", dependencies: ["COnnx", "COpenBLAS", "CGraftPlugin", "CMath"]),
         .target(name: "Graft", dependencies: ["GraftCore"]),
         // include/graft.h (canonical, symlinked into CGraft/include) and per-thread error storage.
         .target(name: "CGraft"),

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CMath
 
 /// Elementwise operators: broadcasting binary arithmetic and comparisons, logical ops, Where,
 /// unary math, Clip, Cast, Identity and Dropout (inference form).
@@ -205,6 +206,14 @@ package enum ElementwiseKernels {
                                threads: Int, minPerThread: Int = grain, _ f: (A) -> O) {
         parallelFor(count, threads: threads, minPerThread: minPerThread) { range in
             for i in range { o[i] = f(a[i]) }
+        }
+    }
+
+    /// `runUnary` for a CMath array function (`f(x, y, count)`): each chunk is one contiguous call.
+    static func runVector(_ count: Int, _ a: UnsafePointer<Float>, _ o: UnsafeMutablePointer<Float>, threads: Int, minPerThread: Int,
+                          _ f: (UnsafePointer<Float>?, UnsafeMutablePointer<Float>?, Int) -> Void) {
+        parallelFor(count, threads: threads, minPerThread: minPerThread) { range in
+            f(a + range.lowerBound, o + range.lowerBound, range.count)
         }
     }
 
@@ -504,9 +513,7 @@ package enum ElementwiseKernels {
             }
             guard approx == "none" else { throw ctx.fail(.invalidModel, "approximate must be 'none' or 'tanh', not '\(approx)'") }
             return CompiledKernel(outputs: out) { io in
-                runUnary(n, io.input(0, Float.self), io.output(0, Float.self), threads: threads, minPerThread: minPer) { x in
-                    0.5 * x * (1 + erff(x * 0.70710678118654752))
-                }
+                runVector(n, io.input(0, Float.self), io.output(0, Float.self), threads: threads, minPerThread: minPer, graft_vgelu_erf)
             }
         case .leakyRelu:
             let alpha = ctx.node.float("alpha", default: 0.01)
@@ -521,11 +528,11 @@ package enum ElementwiseKernels {
                 case .reciprocal: runUnary(n, x, z, threads: threads, minPerThread: minPer) { 1 / $0 }
                 case .neg: runUnary(n, x, z, threads: threads, minPerThread: minPer) { -$0 }
                 case .abs: runUnary(n, x, z, threads: threads, minPerThread: minPer) { Swift.abs($0) }
-                case .exp: runUnary(n, x, z, threads: threads, minPerThread: minPer) { expf($0) }
+                case .exp: runVector(n, x, z, threads: threads, minPerThread: minPer, graft_vexp)
                 case .log: runUnary(n, x, z, threads: threads, minPerThread: minPer) { logf($0) }
-                case .erf: runUnary(n, x, z, threads: threads, minPerThread: minPer) { erff($0) }
+                case .erf: runVector(n, x, z, threads: threads, minPerThread: minPer, graft_verf)
                 case .tanh: runUnary(n, x, z, threads: threads, minPerThread: minPer) { tanhf($0) }
-                case .sigmoid: runUnary(n, x, z, threads: threads, minPerThread: minPer) { 1 / (1 + expf(-$0)) }
+                case .sigmoid: runVector(n, x, z, threads: threads, minPerThread: minPer, graft_vsigmoid)
                 case .relu: runUnary(n, x, z, threads: threads, minPerThread: minPer) { $0 < 0 ? 0 : $0 }
                 case .sin: runUnary(n, x, z, threads: threads, minPerThread: minPer) { sinf($0) }
                 case .cos: runUnary(n, x, z, threads: threads, minPerThread: minPer) { cosf($0) }

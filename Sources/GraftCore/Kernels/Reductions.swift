@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CMath
 
 /// Reductions over axes (ReduceSum/Mean/Max/Min/Prod), ArgMax, Softmax, LogSoftmax, CumSum.
 package enum ReductionKernels {
@@ -288,7 +289,11 @@ package enum ReductionKernels {
             return CompiledKernel(outputs: [a]) { io in
                 let x = io.input(0, Float.self), y = io.output(0, Float.self)
                 parallelFor(outer, threads: threads, minPerThread: max(1, 4096 / max(n, 1))) { range in
-                    for r in range { softmaxRow(x + r * n, y + r * n, n, 1, log) }
+                    if log {
+                        for r in range { softmaxRow(x + r * n, y + r * n, n, 1, true) }
+                    } else {
+                        for r in range { graft_softmax_row(x + r * n, y + r * n, n) } // CMath: vector exp
+                    }
                 }
             }
         }

@@ -1,0 +1,300 @@
+/* Vectorised exp / erf and fused GELU, sigmoid, softmax row (see include/graft_vmath.h).
+ *
+ * Two paths:
+ *  - scalar: one libm call per element (expf, erff), the same formulas GraftCore's Swift kernels
+ *    used before; the reference and the fallback on CPUs without AVX2+FMA.
+ *  - AVX2+FMA: 8 floats per step, compiled with __attribute__((target("avx2,fma"))) so the rest
+ *    of the package keeps the baseline x86-64 target; chosen at run time.
+ *
+ * Approximations of the AVX2 path (coefficients: Sources/CMath/fit_coefficients.py, our own
+ * weighted minimax fits with numpy, rounded to float):
+ *  - exp(x): x is clamped to [-104, 89] (outside, the float result is already 0 or +inf), then
+ *    k = round(x / ln2), r = x - k·ln2 with ln2 split in two (Cody–Waite, each step one FMA),
+ *    |r| <= ln2/2, e^r = 1 + r + r²·P(r) with P of degree 4 (relative error 3e-9 before float
+ *    rounding), and the result is scaled by 2^k as 2^(k/2)·2^(k-k/2) so that both factors are
+ *    normal floats: overflow to +inf and gradual underflow to denormals / 0 happen in the last
+ *    multiplication, rounded once. NaN propagates through the arithmetic.
+ *  - erf(x) on a = |x|, sign restored at the end (so erf(-0) = -0):
+ *      a < 1:  a·A(a²), A of degree 6 in a² (absolute error 8e-10 before float evaluation),
+ *              its constant 2/√π as a float hi + lo pair so that a·2/√π is not off by an ulp;
+ *      a >= 1: 1 - erfc(a), erfc(a) = exp(-a²)·B(min(a, 4) - 2.5), B of degree 8 (absolute
+ *              error 2.4e-9 on [1, 4]); past 4, erfc < 1.6e-8 is below half an ulp of 1, so
+ *              erf rounds to exactly ±1 (and ±inf gives ±1 through exp(-inf) = 0).
+ *  - GELU uses the same pieces; for x < 0 it takes 1 + erf(x/√2) = erfc(|x|/√2) directly
+ *    instead of cancelling 1 - erf, so it is at least as accurate as the libm formula.
+ * Measured errors (Tests/GraftCoreTests/VectorMathTests.swift): see the tolerances there.
+ */
+#include "graft_vmath.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define GRAFT_HAVE_AVX2 1
+#include <immintrin.h>
+#else
+#define GRAFT_HAVE_AVX2 0
+#endif
+
+/* MARK: - Scalar path (libm) */
+
+static void scalar_exp(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = expf(x[i]);
+}
+
+static void scalar_erf(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] = erff(x[i]);
+}
+
+static void scalar_gelu_erf(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+    }
+}
+
+/* e = exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) for x < 0 (so x < -88.7 gives
+ * the denormal / small result instead of 1/(1+inf) = 0). */
+static void scalar_sigmoid(const float *x, float *y, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i], e = expf(-fabsf(v));
+        y[i] = (v >= 0.0f ? 1.0f : e) / (1.0f + e);
+    }
+}
+
+/* Same algorithm as ReductionKernels.softmaxRow (stride 1, not log). */
+static void scalar_softmax_row(const float *x, float *y, size_t n) {
+    float m = -INFINITY;
+    for (size_t j = 0; j < n; j++) if (x[j] > m) m = x[j];
+    float s = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        float e = expf(x[j] - m);
+        y[j] = e;
+        s += e;
+    }
+    float inv = 1.0f / s;
+    for (size_t j = 0; j < n; j++) y[j] *= inv;
+}
+
+/* MARK: - AVX2 + FMA path */
+
+#if GRAFT_HAVE_AVX2
+#define AVX2 __attribute__((target("avx2,fma")))
+#define AVX2_INLINE static inline __attribute__((always_inline, target("avx2,fma")))
+
+/* exp coefficients E0..E4: e^r = 1 + r + r^2 (E0 + E1 r + E2 r^2 + E3 r^3 + E4 r^4). */
+#define EXP_E0 4.999999404e-01f
+#define EXP_E1 1.666652113e-01f
+#define EXP_E2 4.166826233e-02f
+#define EXP_E3 8.368669078e-03f
+#define EXP_E4 1.382102375e-03f
+/* erf(a) = a (A0 + A1 u + ... + A6 u^6), u = a^2, a < 1; A0 = 2/sqrt(pi) = ERF_A0_HI + ERF_A0_LO. */
+#define ERF_A0_HI 1.128379226e+00f
+#define ERF_A0_LO -5.863538277e-08f
+static const float ERF_A[7] = {
+    0.0f /* A0: hi + lo above */, -3.761262298e-01f, 1.128353998e-01f, -2.685184777e-02f,
+    5.184623413e-03f, -7.978219073e-04f, 7.750273653e-05f,
+};
+/* erfc(a) = exp(-a^2) (B0 + B1 t + ... + B8 t^8), t = min(a, 4) - 2.5, a >= 1. */
+static const float ERFC_B[9] = {
+    2.108076066e-01f, -7.434218377e-02f, 2.491462417e-02f, -8.132264018e-03f,
+    2.302492037e-03f, -6.611178396e-04f, 5.433289916e-04f, 2.250675170e-04f,
+    1.068440106e-04f,
+};
+
+AVX2_INLINE __m256 v_exp(__m256 x) {
+    /* min/max return their second operand when either is NaN: keep x second so NaN passes. */
+    x = _mm256_min_ps(_mm256_set1_ps(89.0f), x);
+    x = _mm256_max_ps(_mm256_set1_ps(-104.0f), x);
+    __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    /* ln2 = LN2_HI + LN2_LO; LN2_HI is ln2 rounded to float (0x3f317218). */
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693147182464599609375f), x);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(-1.904654299957768e-09f), r);
+    __m256 p = _mm256_set1_ps(EXP_E4);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E0));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    /* k in [-150, 129]: 2^k = 2^k1 · 2^k2 with both exponents in the normal range. */
+    __m256i k = _mm256_cvtps_epi32(kf);
+    __m256i k1 = _mm256_srai_epi32(k, 1);
+    __m256i k2 = _mm256_sub_epi32(k, k1);
+    __m256i bias = _mm256_set1_epi32(127);
+    __m256 s1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k1, bias), 23));
+    __m256 s2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k2, bias), 23));
+    return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
+}
+
+/* For a = |x| (a >= 0 or NaN): *erf_a = erf(a); *erfc_a = erfc(a) where a >= 1 (unused below). */
+AVX2_INLINE void v_erf_parts(__m256 a, __m256 *erf_small, __m256 *erfc_big, __m256 *big) {
+    __m256 u = _mm256_mul_ps(a, a);
+    __m256 q = _mm256_set1_ps(ERF_A[6]);
+    for (int i = 5; i >= 1; i--) q = _mm256_fmadd_ps(q, u, _mm256_set1_ps(ERF_A[i]));
+    /* a·A0_HI + a·(A0_LO + u·Q(u)): the leading product is exact inside the FMA. */
+    __m256 lo = _mm256_fmadd_ps(q, u, _mm256_set1_ps(ERF_A0_LO));
+    *erf_small = _mm256_fmadd_ps(a, _mm256_set1_ps(ERF_A0_HI), _mm256_mul_ps(a, lo));
+    __m256 t = _mm256_sub_ps(_mm256_min_ps(_mm256_set1_ps(4.0f), a), _mm256_set1_ps(2.5f));
+    __m256 g = _mm256_set1_ps(ERFC_B[8]);
+    for (int i = 7; i >= 0; i--) g = _mm256_fmadd_ps(g, t, _mm256_set1_ps(ERFC_B[i]));
+    *erfc_big = _mm256_mul_ps(v_exp(_mm256_sub_ps(_mm256_setzero_ps(), u)), g);
+    *big = _mm256_cmp_ps(a, _mm256_set1_ps(1.0f), _CMP_GE_OQ); /* false for NaN */
+}
+
+AVX2_INLINE __m256 v_erf(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(sign, x);
+    __m256 es, ecb, big;
+    v_erf_parts(a, &es, &ecb, &big);
+    __m256 e = _mm256_blendv_ps(es, _mm256_sub_ps(_mm256_set1_ps(1.0f), ecb), big);
+    return _mm256_or_ps(e, _mm256_and_ps(x, sign));
+}
+
+AVX2_INLINE __m256 v_gelu_erf(__m256 x) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678118654752f));
+    __m256 a = _mm256_andnot_ps(sign, z);
+    __m256 es, ecb, big;
+    v_erf_parts(a, &es, &ecb, &big);
+    __m256 erf_a = _mm256_blendv_ps(es, _mm256_sub_ps(one, ecb), big);
+    __m256 pos = _mm256_add_ps(one, erf_a);                                    /* 1 + erf(a)  */
+    __m256 neg = _mm256_blendv_ps(_mm256_sub_ps(one, es), ecb, big);          /* 1 - erf(a)  */
+    __m256 nonneg = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_GE_OQ);       /* NaN -> neg  */
+    __m256 f = _mm256_blendv_ps(neg, pos, nonneg);
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), f);
+}
+
+/* As scalar_sigmoid: e = exp(-|x|), (x >= 0 ? 1 : e) / (1 + e). NaN: e is NaN, so is y. */
+AVX2_INLINE __m256 v_sigmoid(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 e = v_exp(_mm256_or_ps(x, _mm256_set1_ps(-0.0f)));
+    __m256 num = _mm256_blendv_ps(e, one, _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GE_OQ));
+    return _mm256_div_ps(num, _mm256_add_ps(one, e));
+}
+
+/* Lanes [0, rem) set, rem in 1...7. */
+AVX2_INLINE __m256i tail_mask(size_t rem) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+/* Elementwise map: full vectors, then one masked vector (masked-off lanes read 0, not memory). */
+#define DEFINE_AVX2_MAP(name, fn)                                                   \
+    static AVX2 void name(const float *x, float *y, size_t n) {                     \
+        size_t i = 0;                                                               \
+        for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, fn(_mm256_loadu_ps(x + i))); \
+        if (i < n) {                                                                \
+            __m256i m = tail_mask(n - i);                                           \
+            _mm256_maskstore_ps(y + i, m, fn(_mm256_maskload_ps(x + i, m)));        \
+        }                                                                           \
+    }
+
+DEFINE_AVX2_MAP(avx2_exp, v_exp)
+DEFINE_AVX2_MAP(avx2_erf, v_erf)
+DEFINE_AVX2_MAP(avx2_gelu_erf, v_gelu_erf)
+DEFINE_AVX2_MAP(avx2_sigmoid, v_sigmoid)
+
+AVX2_INLINE float hmax8(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+
+AVX2_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+    return _mm_cvtss_f32(s);
+}
+
+static AVX2 void avx2_softmax_row(const float *x, float *y, size_t n) {
+    if (n == 0) return;
+    const __m256 ninf = _mm256_set1_ps(-INFINITY);
+    size_t full = n & ~(size_t)7, rem = n - full;
+    __m256i mask = tail_mask(rem ? rem : 1);
+    /* Max, NaN ignored like `if v > m`: max_ps(v, acc) returns acc when v is NaN. */
+    __m256 vm = ninf;
+    for (size_t i = 0; i < full; i += 8) vm = _mm256_max_ps(_mm256_loadu_ps(x + i), vm);
+    if (rem) {
+        __m256 v = _mm256_blendv_ps(ninf, _mm256_maskload_ps(x + full, mask), _mm256_castsi256_ps(mask));
+        vm = _mm256_max_ps(v, vm);
+    }
+    __m256 m = _mm256_set1_ps(hmax8(vm));
+    /* exp(x - m), stored and summed. An all -inf row gives -inf - -inf = NaN, as in Swift. */
+    __m256 vs = _mm256_setzero_ps();
+    for (size_t i = 0; i < full; i += 8) {
+        __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        _mm256_storeu_ps(y + i, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    if (rem) {
+        __m256 e = v_exp(_mm256_sub_ps(_mm256_maskload_ps(x + full, mask), m));
+        _mm256_maskstore_ps(y + full, mask, e);
+        vs = _mm256_add_ps(vs, _mm256_and_ps(e, _mm256_castsi256_ps(mask)));
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / hsum8(vs));
+    for (size_t i = 0; i < full; i += 8) _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_loadu_ps(y + i), inv));
+    if (rem) _mm256_maskstore_ps(y + full, mask, _mm256_mul_ps(_mm256_maskload_ps(y + full, mask), inv));
+}
+#endif /* GRAFT_HAVE_AVX2 */
+
+/* MARK: - Dispatch */
+
+typedef void (*vmath_fn)(const float *, float *, size_t);
+
+static const vmath_fn scalar_table[5] = {
+    scalar_exp, scalar_erf, scalar_gelu_erf, scalar_sigmoid, scalar_softmax_row,
+};
+#if GRAFT_HAVE_AVX2
+static const vmath_fn avx2_table[5] = {
+    avx2_exp, avx2_erf, avx2_gelu_erf, avx2_sigmoid, avx2_softmax_row,
+};
+#endif
+
+static int avx2_available(void) {
+#if GRAFT_HAVE_AVX2
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+/* -1 until the first call decides; racing first calls compute the same value. */
+static _Atomic int active_path = -1;
+
+int graft_vmath_path(void) {
+    int p = active_path;
+    if (p < 0) {
+        const char *env = getenv("GRAFT_VMATH");
+        p = (env && strcmp(env, "scalar") == 0) || !avx2_available() ? GRAFT_VMATH_SCALAR : GRAFT_VMATH_AVX2;
+        active_path = p;
+    }
+    return p;
+}
+
+static const vmath_fn *table_for(int path) {
+#if GRAFT_HAVE_AVX2
+    if (path == GRAFT_VMATH_AVX2) return avx2_table;
+#endif
+    (void)path;
+    return scalar_table;
+}
+
+int graft_vmath_run(int op, int path, const float *x, float *y, size_t n) {
+    if (op < 0 || op > GRAFT_VMATH_OP_SOFTMAX_ROW) return -1;
+    if (path == GRAFT_VMATH_AVX2 && !avx2_available()) return -1;
+    if (path != GRAFT_VMATH_AVX2 && path != GRAFT_VMATH_SCALAR) return -1;
+    table_for(path)[op](x, y, n);
+    return 0;
+}
+
+void graft_vexp(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_EXP](x, y, n); }
+void graft_verf(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_ERF](x, y, n); }
+void graft_vgelu_erf(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_GELU_ERF](x, y, n); }
+void graft_vsigmoid(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_SIGMOID](x, y, n); }
+void graft_softmax_row(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_SOFTMAX_ROW](x, y, n); }
