@@ -8,8 +8,10 @@ import Testing
 /// plugins, binds and swaps them on its own session and drops them. Every output must be
 /// bit-for-bit the output the same binding gives when nothing else runs (computed first, in
 /// this thread). Bounded by iterations and by time; run it under ThreadSanitizer with
-/// `swift build --build-tests -sanitize=thread --scratch-path .build-tsan && swift test
-/// --skip-build -sanitize=thread --scratch-path .build-tsan --filter ConcurrencyTests`.
+/// `swift build --build-tests --sanitize=thread --scratch-path .build-tsan && swift test
+/// --skip-build --sanitize=thread --scratch-path .build-tsan --filter ConcurrencyTests` (with
+/// GRAFT_PLUGIN_PATH naming an uninstrumented libGraftPluginLoRA.so: the TSan-built Swift plugin
+/// cannot be dlopened, see docs/ROBUSTNESS.md).
 @Suite(.serialized) struct ConcurrencyTests {
     static let modelPath = "\(fixturesRoot)/bert_dynamo/model.onnx"
     static let inputDir = "\(fixturesRoot)/bert_dynamo/basic/inputs"
