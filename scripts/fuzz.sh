@@ -55,12 +55,12 @@ build_library() {
 case $TARGET in
 model_load|adapter_load)
     build_library
-    "$CLANG" -g -O1 -fsanitize=fuzzer,address -I include -I Tests/Fuzz "Tests/Fuzz/${TARGET}_fuzz.c" \
+    "$CLANG" -g -O1 -fuse-ld=lld -fsanitize=fuzzer,address -I include -I Tests/Fuzz "Tests/Fuzz/${TARGET}_fuzz.c" \
         -L "$LIBDIR" -lGraftC -Wl,-rpath,"$LIBDIR" -o "$BIN/$TARGET" || { echo "fuzz: harness build failed"; exit 2; }
     ;;
 npy)
     if [[ ! -x $BIN/npy || Tests/Fuzz/npy_fuzz.swift -nt $BIN/npy || Sources/GraftCore/IO/Npy.swift -nt $BIN/npy ]]; then
-        swiftc -O -parse-as-library -package-name Graft -module-name GraftCore -sanitize=fuzzer,address \
+        swiftc -O -use-ld=lld -parse-as-library -package-name Graft -module-name GraftCore -sanitize=fuzzer,address \
             Sources/GraftCore/IO/Npy.swift Sources/GraftCore/IO/MappedFile.swift Sources/GraftCore/Tensor/*.swift \
             Sources/GraftCore/GraftError.swift Tests/Fuzz/npy_fuzz.swift -o "$BIN/npy" 2>&1 \
             | grep -v "Cannot export local symbol" || true

@@ -214,6 +214,7 @@ package final class Plan: @unchecked Sendable {
                   let y = slotOf[f.value], let xt = types[site.input] else { continue }
             siteSlots[site.index] = SiteSlots(x: Int32(x), weight: Int32(w), y: Int32(y), rows: xt.count / max(site.inFeatures, 1))
         }
+        try Shape.checkAllocation(arena.high, "the work arena for inputs \(inputTypes)")
         return Plan(sources: sources, steps: steps, siteSlots: siteSlots, arenaBytes: arena.high, outputTypes: outputTypes, outputCopySlots: copySlots)
     }
 
