@@ -76,7 +76,7 @@ LOG=$WORK/$TARGET.log
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 # Graft refuses single allocations over this (limitExceeded) instead of growing past the
 # fuzzer's RSS limit: a graph that legitimately computes a huge tensor is not a finding.
-export GRAFT_MAX_TENSOR_BYTES=${GRAFT_MAX_TENSOR_BYTES:-$((1 << 30))}
+export GRAFT_MAX_TENSOR_BYTES=${GRAFT_MAX_TENSOR_BYTES:-$((1 << 28))}
 export GRAFT_FUZZ_MODEL=${GRAFT_FUZZ_MODEL:-$ROOT/Tests/Fixtures/bert_dynamo/model.onnx}
 MAXLEN=(-max_len=65536)
 "$BIN/$TARGET" -max_total_time="$SECONDS_" -timeout=20 -rss_limit_mb=3072 -print_final_stats=1 \
