@@ -31,8 +31,9 @@ CLANG=${CLANG:-$(command -v clang)}
 INSTRUMENT=${FUZZ_INSTRUMENT:-1}
 if [[ $INSTRUMENT == 1 ]]; then SCRATCH=${SCRATCH:-.build-fuzz}; else SCRATCH=${SCRATCH:-.build-fuzz-plain}; fi
 WORK=${FUZZ_WORK:-/tmp/graft-fuzz}
-BIN=$WORK/bin
-mkdir -p "$BIN"
+# Harness binaries live in the scratch tree (reused by every FUZZ_WORK).
+BIN=$ROOT/$SCRATCH/harness
+mkdir -p "$BIN" "$WORK"
 
 if [[ $TARGET == all ]]; then
     rc=0
@@ -59,10 +60,11 @@ model_load|adapter_load)
         -L "$LIBDIR" -lGraftC -Wl,-rpath,"$LIBDIR" -o "$BIN/$TARGET" || { echo "fuzz: harness build failed"; exit 2; }
     ;;
 npy)
-    if [[ ! -x $BIN/npy || Tests/Fuzz/npy_fuzz.swift -nt $BIN/npy || Sources/GraftCore/IO/Npy.swift -nt $BIN/npy ]]; then
+    NPY_SOURCES=(Sources/GraftCore/IO/Npy.swift Sources/GraftCore/IO/MappedFile.swift Sources/GraftCore/Tensor/*.swift
+                 Sources/GraftCore/GraftError.swift Tests/Fuzz/npy_fuzz.swift)
+    if [[ ! -x $BIN/npy || -n $(find "${NPY_SOURCES[@]}" -newer "$BIN/npy") ]]; then
         swiftc -O -use-ld=lld -parse-as-library -package-name Graft -module-name GraftCore -sanitize=fuzzer,address \
-            Sources/GraftCore/IO/Npy.swift Sources/GraftCore/IO/MappedFile.swift Sources/GraftCore/Tensor/*.swift \
-            Sources/GraftCore/GraftError.swift Tests/Fuzz/npy_fuzz.swift -o "$BIN/npy" 2>&1 \
+            "${NPY_SOURCES[@]}" -o "$BIN/npy" 2>&1 \
             | grep -v "Cannot export local symbol" || true
         [[ -x $BIN/npy ]] || { echo "fuzz: npy harness build failed"; exit 2; }
     fi
