@@ -65,4 +65,25 @@ import Testing
         let e = Self.loadAndRun(model.encode(), inputs: ["x": HostTensor([Float(0)], shape: [1, 1])])
         #expect(e?.code == .limitExceeded, "\(e?.message ?? "ran without error")")
     }
+
+    /// model_load fuzz finding 2: Pad by 4,294,967,313 elements on a 1-D input (a 547-byte
+    /// model). The Pad factory built per-axis index maps sized by the output dims (8 bytes per
+    /// output index: 34 GB) before any size check — out of memory while inferring symbolic
+    /// shapes at load. Now the output size is checked before the maps are built.
+    @Test func fuzzPadWithHugePadsIsRefused() throws {
+        let e = Self.loadAndRun(try Self.fuzzInput("model_load", "oom-pad-maps.onnx"),
+                                inputs: ["x": HostTensor([Float(1), 2], shape: [2])])
+        #expect(e?.code == .limitExceeded, "\(e?.message ?? "ran without error")")
+    }
+
+    /// The same by hand: Pad a [2] float32 input by 2^33 (32 GiB).
+    @Test func hugePadIsRefusedBeforeBuildingMaps() {
+        let model = OnnxModel(
+            nodes: [OnnxNode(op: "Pad", inputs: ["x", "pads"], outputs: ["y"], name: "pad0")],
+            inputs: [OnnxValue(name: "x", dims: ["n"])],
+            outputs: [OnnxValue(name: "y", dims: ["m"])],
+            initializers: [.int64s("pads", [1 << 33, 0], [2])])
+        let e = Self.loadAndRun(model.encode(), inputs: ["x": HostTensor([Float(1), 2], shape: [2])])
+        #expect(e?.code == .limitExceeded && e?.message.contains("pad0") == true, "\(e?.message ?? "ran without error")")
+    }
 }

@@ -32,7 +32,13 @@ package enum ShapeKernels {
     /// Validates a shape computed by a kernel (non-negative dims, count within limits).
     @discardableResult
     package static func checked(_ shape: [Int], _ ctx: KernelContext, _ what: String = "output") throws -> Int {
-        try Shape.count(shape, what: "\(ctx.node.label): \(what)")
+        let n = try Shape.count(shape, what: "\(ctx.node.label): \(what)")
+        // At least one byte per element: refuse here, before a factory sizes helper tables
+        // (Pad's index maps, Conv's im2col buffer) by these dims.
+        guard n <= Shape.maxTensorBytes else {
+            throw ctx.fail(.limitExceeded, "\(what) \(shape) has \(n) elements, more than the \(Shape.maxTensorBytes)-byte limit on one tensor allows (GRAFT_MAX_TENSOR_BYTES)")
+        }
+        return n
     }
 
     /// Normalises a list of axes against `rank`, refusing out-of-range and repeated axes.
