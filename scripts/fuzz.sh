@@ -81,6 +81,14 @@ export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export GRAFT_MAX_TENSOR_BYTES=${GRAFT_MAX_TENSOR_BYTES:-$((1 << 28))}
 export GRAFT_FUZZ_MODEL=${GRAFT_FUZZ_MODEL:-$ROOT/Tests/Fixtures/bert_dynamo/model.onnx}
 MAXLEN=(-max_len=65536)
+# Replay the inputs of past findings first (each must now run clean).
+shopt -s nullglob
+REGRESSIONS=(Tests/Fuzz/regressions/$TARGET/*)
+if ((${#REGRESSIONS[@]})); then
+    "$BIN/$TARGET" -timeout=20 -rss_limit_mb=3072 "${REGRESSIONS[@]}" >"$WORK/$TARGET-regressions.log" 2>&1 \
+        || { tail -40 "$WORK/$TARGET-regressions.log"; echo "fuzz $TARGET: a regression input fails again"; exit 1; }
+    echo "fuzz $TARGET: ${#REGRESSIONS[@]} regression inputs replayed clean"
+fi
 "$BIN/$TARGET" -max_total_time="$SECONDS_" -timeout=20 -rss_limit_mb=3072 -print_final_stats=1 \
     "${MAXLEN[@]}" -artifact_prefix="$WORK/artifacts/$TARGET/" "${EXTRA[@]}" \
     "$WORK/$TARGET" "Tests/Fuzz/corpus/$TARGET" >"$LOG" 2>&1

@@ -86,4 +86,25 @@ import Testing
         let e = Self.loadAndRun(model.encode(), inputs: ["x": HostTensor([Float(1), 2], shape: [2])])
         #expect(e?.code == .limitExceeded && e?.message.contains("pad0") == true, "\(e?.message ?? "ran without error")")
     }
+
+    /// model_load fuzz finding 4 (a leak, seen by LeakSanitizer in the fuzzer; input
+    /// Tests/Fuzz/regressions/model_load/leak-plan-steps.onnx, replayed by scripts/fuzz.sh under
+    /// its 256 MiB cap): when Plan.build threw after compiling the steps — here because the
+    /// work arena is over the tensor limit — each step's slot lists leaked. Two live 10 GB
+    /// intermediates need a 20 GB arena (> 16 GiB) while each tensor is under the limit; the
+    /// plan is refused, and under `swift test --sanitize=address` nothing leaks.
+    @Test func arenaOverTheLimitIsRefusedWithoutLeaking() {
+        let n: Int64 = 2_500_000_000
+        let model = OnnxModel(
+            nodes: [
+                OnnxNode(op: "Expand", inputs: ["x", "shape"], outputs: ["a"], name: "expand_a"),
+                OnnxNode(op: "Expand", inputs: ["x", "shape"], outputs: ["b"], name: "expand_b"),
+                OnnxNode(op: "Add", inputs: ["a", "b"], outputs: ["y"], name: "add0"),
+            ],
+            inputs: [OnnxValue(name: "x", dims: [1])],
+            outputs: [OnnxValue(name: "y", dims: [Int(n)])],
+            initializers: [.int64s("shape", [n], [1])])
+        let e = Self.loadAndRun(model.encode(), inputs: ["x": HostTensor([Float(1)], shape: [1])])
+        #expect(e?.code == .limitExceeded && e?.message.contains("arena") == true, "\(e?.message ?? "ran without error")")
+    }
 }
