@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import Testing
 @testable import GraftCore
 
@@ -69,6 +68,20 @@ import Testing
         return nil
     }
 
+    /// Results shared by the threads, behind an NSLock (a pthread mutex, which ThreadSanitizer
+    /// understands; Synchronization.Mutex's lock runs in the uninstrumented toolchain library,
+    /// so TSan reports the data it protects as racing).
+    final class Shared<Value>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value: Value
+        init(_ value: Value) { self.value = value }
+        func withLock<R>(_ body: (inout Value) -> R) -> R {
+            lock.lock()
+            defer { lock.unlock() }
+            return body(&value)
+        }
+    }
+
     /// Starts `count` threads running `body(index)` and waits for all of them.
     static func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
         let group = DispatchGroup()
@@ -106,8 +119,8 @@ import Testing
 
         let workers = 4
         let deadline = Date().addingTimeInterval(Self.timeLimit)
-        let failures = Mutex<[String]>([])
-        let runs = Mutex(0), loads = Mutex(0)
+        let failures = Shared<[String]>([])
+        let runs = Shared(0), loads = Shared(0)
         let frozenRefs = refs, frozenShared = shared, frozenInputs = inputs
         Self.onThreads(workers + 1) { t in
             do {
@@ -163,7 +176,7 @@ import Testing
     @Test func concurrentAdapterLoadsAgree() throws {
         let model = try CoreModel(path: Self.modelPath)
         let reference = try PluginRegistry.loadAdapter(model: model, path: Self.adapterPaths["lora"]!)
-        let failures = Mutex<[String]>([])
+        let failures = Shared<[String]>([])
         Self.onThreads(4) { t in
             for _ in 0..<3 {
                 do {
