@@ -24,14 +24,18 @@ check() {   # check NAME COMMAND...
         echo "PASS $name ($((SECONDS - start)) s): $(grep -E '^(fuzz |ConcurrencyTests:)' "$log" | tail -1)"
     else
         failed=$((failed + 1))
-        echo "FAIL $name ($((SECONDS - start)) s)"
+        echo "FAIL $name ($((SECONDS - start)) s)"   # (findings stay in $FUZZ_WORK only when it was given)
         tail -40 "$log" | sed 's/^/    /'
     fi
     rm -f "$log"
 }
 
 # Fuzz smoke: fresh work dir, so each run starts from the committed seeds only.
-export FUZZ_WORK=${FUZZ_WORK:-$(mktemp -d /tmp/graft-fuzz-smoke.XXXXXX)}
+if [[ -z ${FUZZ_WORK:-} ]]; then
+    FUZZ_WORK=$(mktemp -d /tmp/graft-fuzz-smoke.XXXXXX)
+    trap 'rm -rf "$FUZZ_WORK"' EXIT
+fi
+export FUZZ_WORK
 for t in model_load adapter_load npy; do
     check "fuzz $t" scripts/fuzz.sh "$t" "$FUZZ_SECONDS"
 done
