@@ -24,7 +24,7 @@ check() {   # check NAME COMMAND...
         echo "PASS $name ($((SECONDS - start)) s): $(grep -E '^(fuzz |ConcurrencyTests:)' "$log" | tail -1)"
     else
         failed=$((failed + 1))
-        echo "FAIL $name ($((SECONDS - start)) s)"   # (findings stay in $FUZZ_WORK only when it was given)
+        echo "FAIL $name ($((SECONDS - start)) s)"
         tail -40 "$log" | sed 's/^/    /'
     fi
     rm -f "$log"
@@ -33,7 +33,7 @@ check() {   # check NAME COMMAND...
 # Fuzz smoke: fresh work dir, so each run starts from the committed seeds only.
 if [[ -z ${FUZZ_WORK:-} ]]; then
     FUZZ_WORK=$(mktemp -d /tmp/graft-fuzz-smoke.XXXXXX)
-    trap 'rm -rf "$FUZZ_WORK"' EXIT
+    trap 'if [[ $failed == 0 ]]; then rm -rf "$FUZZ_WORK"; else echo "fuzz inputs and logs kept in $FUZZ_WORK"; fi' EXIT
 fi
 export FUZZ_WORK
 for t in model_load adapter_load npy; do
