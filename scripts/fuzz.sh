@@ -100,7 +100,7 @@ last=$(grep -E '^#[0-9]+' "$LOG" | tail -1)
 cov=$(grep -o 'cov: [0-9]*' <<<"$last" | grep -o '[0-9]*')
 ft=$(grep -o 'ft: [0-9]*' <<<"$last" | grep -o '[0-9]*')
 corp=$(grep -o 'corp: [0-9]*' <<<"$last" | grep -o '[0-9]*')
-crashes=$(grep -c '^artifact_prefix=.*Test unit written' "$LOG")
+crashes=$(grep '^artifact_prefix=.*Test unit written' "$LOG" | grep -vc '/slow-unit-')
 grep -E '^(==[0-9]+==ERROR|SUMMARY|artifact_prefix|Test unit written)' "$LOG" | head -10
 echo "fuzz $TARGET: ${runs:-0} runs in ${secs:-?} s (${rate:-0} exec/s), cov ${cov:-?}, ft ${ft:-?}, corpus ${corp:-?}, findings $crashes (log $LOG, exit $status)"
 [[ $status == 0 ]]
