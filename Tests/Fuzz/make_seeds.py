@@ -7,7 +7,9 @@ torch needed: ONNX is encoded by hand as in Tests/ABI/make_models.py).
   float16 initializers, symbolic dims), plus the ABI tests' passthrough and unsupported models.
 - adapter_load/: the shipped PEFT fixtures (adapter_config.json + SPLIT +
   adapter_model.safetensors) for the bert fixtures, and small hand-made LoRA/IA3 ones.
-- npy/ is written by scripts/fuzz.sh's first run... (see make_npy_seeds below).
+- npy/ is not written here: its eleven arrays (every supported dtype, format versions 1-3, a
+  scalar, an empty array, a fixture input) were saved once with numpy.save /
+  numpy.lib.format.write_array.
 Run: python3 Tests/Fuzz/make_seeds.py
 """
 import io, json, os, struct
@@ -60,7 +62,7 @@ def attr_int(name, v):
     return string(1, name) + field(3, 0, v) + field(20, 0, 2)
 
 def attr_float(name, v):
-    return string(1, name) + field(2, 5, 0)[:-0 or None] if False else string(1, name) + varint((2 << 3) | 5) + struct.pack("<f", v) + field(20, 0, 1)
+    return string(1, name) + varint((2 << 3) | 5) + struct.pack("<f", v) + field(20, 0, 1)
 
 def attr_ints(name, vs):
     return string(1, name) + b"".join(field(8, 0, v) for v in vs) + field(20, 0, 7)
