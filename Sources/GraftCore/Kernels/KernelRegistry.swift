@@ -41,6 +41,7 @@ package enum KernelRegistry {
         guard kernel.outputTypes.count >= node.outputs.filter({ !$0.isEmpty }).count else {
             throw GraftError(.internalError, "\(node.label): kernel produced \(kernel.outputTypes.count) outputs for \(node.outputs.count) declared")
         }
+        for t in kernel.outputTypes { try Shape.checkAllocation(t.byteCount, "\(node.label): output \(t)") }
         return kernel
     }
 

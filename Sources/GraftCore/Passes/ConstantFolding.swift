@@ -18,13 +18,16 @@ package enum ConstantFolding {
                 continue
             }
             let inputs = node.inputs.map { $0.isEmpty ? nil : g.initializers[$0] }
-            let outputs = try KernelRegistry.evaluate(node, inputs: inputs, opset: g.opset)
+            // Sizes are known once compiled: decide before executing allocates the outputs.
+            let kernel = try KernelRegistry.compile(node, inputTypes: inputs.map { $0.map { TensorType($0.dtype, $0.shape) } },
+                                                    constants: inputs, opset: g.opset, threads: 1)
             let inCount = inputs.reduce(0) { $0 + ($1?.count ?? 0) }
-            let outCount = outputs.reduce(0) { $0 + $1.count }
+            let outCount = kernel.outputTypes.reduce(0) { $0 + $1.count }
             if outCount > max(inCount, maxGrowthElements) {
                 kept.append(node)
                 continue
             }
+            let outputs = try KernelRegistry.execute(kernel, inputs: inputs)
             for (name, t) in zip(node.outputs, outputs) where !name.isEmpty {
                 g.initializers[name] = t
             }

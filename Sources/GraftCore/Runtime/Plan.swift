@@ -167,9 +167,21 @@ package final class Plan: @unchecked Sendable {
 
         var steps: [Step] = []
         steps.reserveCapacity(pending.count)
+        // The steps' slot lists are manually allocated and owned by the Plan once it exists;
+        // if planning throws before that, free them here.
+        var handedOver = false
+        defer {
+            if !handedOver {
+                for s in steps {
+                    s.inputSlots.deallocate()
+                    s.outputSlots.deallocate()
+                }
+            }
+        }
         for (i, p) in pending.enumerated() {
-            let ins = UnsafeMutablePointer<Int32>.allocate(capacity: max(p.node.inputs.count, 1))
-            for (j, name) in p.node.inputs.enumerated() { ins[j] = name.isEmpty ? -1 : Int32(try slot(for: name)) }
+            let inSlots = try p.node.inputs.map { $0.isEmpty ? Int32(-1) : Int32(try slot(for: $0)) }
+            let ins = UnsafeMutablePointer<Int32>.allocate(capacity: max(inSlots.count, 1))
+            for (j, s) in inSlots.enumerated() { ins[j] = s }
             let outCount = p.kernel.outputTypes.count
             let outs = UnsafeMutablePointer<Int32>.allocate(capacity: max(outCount, 1))
             for j in 0..<outCount {
@@ -214,6 +226,8 @@ package final class Plan: @unchecked Sendable {
                   let y = slotOf[f.value], let xt = types[site.input] else { continue }
             siteSlots[site.index] = SiteSlots(x: Int32(x), weight: Int32(w), y: Int32(y), rows: xt.count / max(site.inFeatures, 1))
         }
+        try Shape.checkAllocation(arena.high, "the work arena for inputs \(inputTypes)")
+        handedOver = true
         return Plan(sources: sources, steps: steps, siteSlots: siteSlots, arenaBytes: arena.high, outputTypes: outputTypes, outputCopySlots: copySlots)
     }
 
