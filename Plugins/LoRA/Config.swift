@@ -114,22 +114,7 @@ private func boolean(_ value: JSONValue?, _ field: String) throws(PluginFailure)
     }
 }
 
-/// True when the field is present and not null / false / empty.
-private func isSet(_ value: JSONValue?) -> Bool {
-    switch value {
-    case nil, .null?, .bool(false)?: return false
-    case .array(let elements)?: return !elements.isEmpty
-    case .object(let members)?: return !members.isEmpty
-    case .string(let text)?: return !text.isEmpty
-    default: return true
-    }
-}
 
-/// The peft_type of a parsed config, if it is a string.
-func peftType(of config: JSONValue) -> String? {
-    if case .string(let type)? = config["peft_type"] { return type }
-    return nil
-}
 
 /// Reads and checks a parsed adapter_config.json.
 func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {

@@ -3,29 +3,6 @@
 import CGraftPlugin
 import GraftPluginSupport
 
-let configFileName = "adapter_config.json"
-let weightsFileName = "adapter_model.safetensors"
-let pickleFileName = "adapter_model.bin"
-/// Larger than any real adapter_config.json by far; bounds what claims/load read.
-let configSizeLimit = 4 << 20
-/// PEFT's prefix on every saved key (PeftModel.base_model.model.<module>).
-let keyPrefix = "base_model.model."
-
-/// Reads and parses adapter_config.json in `directory`.
-func readConfigJSON(_ directory: String) throws(PluginFailure) -> JSONValue {
-    let path = joinPath(directory, configFileName)
-    guard fileKind(path) == .regular else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) has no \(configFileName): not a PEFT adapter directory")
-    }
-    guard let bytes = readSmallFile(path, limit: configSizeLimit) else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "cannot read \(path) (unreadable, or larger than \(configSizeLimit) bytes)")
-    }
-    do {
-        return try parseJSON(bytes)
-    } catch {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(path) is not valid JSON: \(error.reason) at byte \(error.offset)")
-    }
-}
 
 /// The pair of tensors for one module, in file order of first appearance.
 private struct ModuleWeights {

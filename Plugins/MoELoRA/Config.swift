@@ -75,22 +75,7 @@ private func member(_ json: JSONValue, _ key: String) -> JSONValue? {
     return value
 }
 
-/// True when the field is present and not null / false / empty.
-private func isSet(_ value: JSONValue?) -> Bool {
-    switch value {
-    case nil, .null?, .bool(false)?: return false
-    case .array(let elements)?: return !elements.isEmpty
-    case .object(let members)?: return !members.isEmpty
-    case .string(let text)?: return !text.isEmpty
-    default: return true
-    }
-}
 
-/// The peft_type of a parsed config, if it is a string.
-func peftType(of config: JSONValue) -> String? {
-    if case .string(let type)? = config["peft_type"] { return type }
-    return nil
-}
 
 private let gates: [(name: String, gate: Int32)] = [
     ("softmax", GRAFT_GATE_SOFTMAX), ("topk", GRAFT_GATE_TOPK), ("threshold", GRAFT_GATE_THRESHOLD), ("sigmoid", GRAFT_GATE_SIGMOID),

@@ -1,0 +1,44 @@
+// The layout both Swift plugins read: a PEFT-style directory with adapter_config.json and
+// adapter_model.safetensors, and the small config helpers they share.
+import CGraftPlugin
+
+package let configFileName = "adapter_config.json"
+package let weightsFileName = "adapter_model.safetensors"
+package let pickleFileName = "adapter_model.bin"
+/// Larger than any real adapter_config.json by far; bounds what claims/load read.
+package let configSizeLimit = 4 << 20
+/// PEFT's prefix on every saved key (PeftModel.base_model.model.<module>).
+package let keyPrefix = "base_model.model."
+
+/// Reads and parses adapter_config.json in `directory`.
+package func readConfigJSON(_ directory: String) throws(PluginFailure) -> JSONValue {
+    let path = joinPath(directory, configFileName)
+    guard fileKind(path) == .regular else {
+        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) has no \(configFileName): not an adapter directory")
+    }
+    guard let bytes = readSmallFile(path, limit: configSizeLimit) else {
+        throw PluginFailure(GRAFT_PLUGIN_IO, "cannot read \(path) (unreadable, or larger than \(configSizeLimit) bytes)")
+    }
+    do {
+        return try parseJSON(bytes)
+    } catch {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(path) is not valid JSON: \(error.reason) at byte \(error.offset)")
+    }
+}
+
+/// The peft_type of a parsed config, if it is a string.
+package func peftType(of config: JSONValue) -> String? {
+    if case .string(let type)? = config["peft_type"] { return type }
+    return nil
+}
+
+/// True when the field is present and not null / false / empty.
+package func isSet(_ value: JSONValue?) -> Bool {
+    switch value {
+    case nil, .null?, .bool(false)?: return false
+    case .array(let elements)?: return !elements.isEmpty
+    case .object(let members)?: return !members.isEmpty
+    case .string(let text)?: return !text.isEmpty
+    default: return true
+    }
+}
