@@ -87,19 +87,8 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
     }
     let config = try parseLoRAConfig(try readConfigJSON(directory))
 
-    let weightsPath = joinPath(directory, weightsFileName)
-    if fileKind(weightsPath) != .regular {
-        if fileKind(joinPath(directory, pickleFileName)) != .missing {
-            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, """
-                \(directory) has only \(pickleFileName). adapter_model.bin is a Python pickle, which can execute code; \
-                Graft reads only \(weightsFileName) (convert with: python -c "import torch, safetensors.torch as st; \
-                st.save_file(torch.load('adapter_model.bin', weights_only=True), 'adapter_model.safetensors')")
-                """)
-        }
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) has no \(weightsFileName)")
-    }
-
-    let file = try host.openSafetensors(weightsPath)
+    let weights = try weightsPath(in: directory)
+    let file = try host.openSafetensors(weights)
     defer { host.closeSafetensors(file) }
 
     // Group lora_A / lora_B by module, in file order.
@@ -128,7 +117,7 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
         }
     }
     guard !modules.isEmpty else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsPath) holds no <module>.lora_A.weight / lora_B.weight tensors")
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weights) holds no <module>.lora_A.weight / lora_B.weight tensors")
     }
 
     // Check everything before adding anything.

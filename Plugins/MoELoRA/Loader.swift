@@ -117,19 +117,8 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     try host.requireRouters()
     let config = try parseMoEConfig(try readConfigJSON(directory))
 
-    let weightsPath = joinPath(directory, weightsFileName)
-    if fileKind(weightsPath) != .regular {
-        if fileKind(joinPath(directory, pickleFileName)) != .missing {
-            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, """
-                \(directory) has only \(pickleFileName). adapter_model.bin is a Python pickle, which can execute code; \
-                Graft reads only \(weightsFileName) (convert with: python -c "import torch, safetensors.torch as st; \
-                st.save_file(torch.load('adapter_model.bin', weights_only=True), 'adapter_model.safetensors')")
-                """)
-        }
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) has no \(weightsFileName)")
-    }
-
-    let file = try host.openSafetensors(weightsPath)
+    let weights = try weightsPath(in: directory)
+    let file = try host.openSafetensors(weights)
     defer { host.closeSafetensors(file) }
 
     // Group the tensors by module, in file order of first appearance.
@@ -160,7 +149,7 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
         }
     }
     guard !modules.isEmpty else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsPath) holds no tensors (expected \(expectedKeys))")
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weights) holds no tensors (expected \(expectedKeys))")
     }
 
     // Check everything before adding anything.

@@ -42,3 +42,20 @@ package func isSet(_ value: JSONValue?) -> Bool {
     default: return true
     }
 }
+
+/// The path of adapter_model.safetensors in `directory`, refusing a directory that holds only a
+/// pickled adapter_model.bin (unpickling can execute code).
+package func weightsPath(in directory: String) throws(PluginFailure) -> String {
+    let path = joinPath(directory, weightsFileName)
+    if fileKind(path) != .regular {
+        if fileKind(joinPath(directory, pickleFileName)) != .missing {
+            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, """
+                \(directory) has only \(pickleFileName). adapter_model.bin is a Python pickle, which can execute code; \
+                Graft reads only \(weightsFileName) (convert with: python -c "import torch, safetensors.torch as st; \
+                st.save_file(torch.load('adapter_model.bin', weights_only=True), 'adapter_model.safetensors')")
+                """)
+        }
+        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) has no \(weightsFileName)")
+    }
+    return path
+}
