@@ -1,4 +1,4 @@
-/* Vectorised exp / erf and fused GELU, sigmoid, softmax row (see include/graft_vmath.h).
+/* Vectorised exp / erf and fused GELU, sigmoid, softmax row (see include/vmath.h).
  *
  * Two paths:
  *  - scalar: one libm call per element (expf, erff), the same formulas GraftCore's Swift kernels
@@ -24,7 +24,7 @@
  *    instead of cancelling 1 - erf, so it is at least as accurate as the libm formula.
  * Measured errors (Tests/GraftCoreTests/VectorMathTests.swift): see the tolerances there.
  */
-#include "graft_vmath.h"
+#include "vmath.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -267,7 +267,7 @@ static int avx2_available(void) {
 /* -1 until the first call decides; racing first calls compute the same value. */
 static _Atomic int active_path = -1;
 
-int graft_vmath_path(void) {
+int vmath_path(void) {
     int p = active_path;
     if (p < 0) {
         const char *env = getenv("GRAFT_VMATH");
@@ -285,7 +285,7 @@ static const vmath_fn *table_for(int path) {
     return scalar_table;
 }
 
-int graft_vmath_run(int op, int path, const float *x, float *y, size_t n) {
+int vmath_run(int op, int path, const float *x, float *y, size_t n) {
     if (op < 0 || op > GRAFT_VMATH_OP_SOFTMAX_ROW) return -1;
     if (path == GRAFT_VMATH_AVX2 && !avx2_available()) return -1;
     if (path != GRAFT_VMATH_AVX2 && path != GRAFT_VMATH_SCALAR) return -1;
@@ -293,8 +293,8 @@ int graft_vmath_run(int op, int path, const float *x, float *y, size_t n) {
     return 0;
 }
 
-void graft_vexp(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_EXP](x, y, n); }
-void graft_verf(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_ERF](x, y, n); }
-void graft_vgelu_erf(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_GELU_ERF](x, y, n); }
-void graft_vsigmoid(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_SIGMOID](x, y, n); }
-void graft_softmax_row(const float *x, float *y, size_t n) { table_for(graft_vmath_path())[GRAFT_VMATH_OP_SOFTMAX_ROW](x, y, n); }
+void vmath_exp(const float *x, float *y, size_t n) { table_for(vmath_path())[GRAFT_VMATH_OP_EXP](x, y, n); }
+void vmath_erf(const float *x, float *y, size_t n) { table_for(vmath_path())[GRAFT_VMATH_OP_ERF](x, y, n); }
+void vmath_gelu_erf(const float *x, float *y, size_t n) { table_for(vmath_path())[GRAFT_VMATH_OP_GELU_ERF](x, y, n); }
+void vmath_sigmoid(const float *x, float *y, size_t n) { table_for(vmath_path())[GRAFT_VMATH_OP_SIGMOID](x, y, n); }
+void vmath_softmax_row(const float *x, float *y, size_t n) { table_for(vmath_path())[GRAFT_VMATH_OP_SOFTMAX_ROW](x, y, n); }

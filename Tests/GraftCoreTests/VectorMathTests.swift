@@ -27,7 +27,7 @@ enum VMathOp: Int32 {
 private func vrun(_ op: VMathOp, _ path: VMathPath, _ x: [Float]) -> [Float]? {
     var y = [Float](repeating: .nan, count: x.count)
     let rc = x.withUnsafeBufferPointer { xp in
-        y.withUnsafeMutableBufferPointer { yp in graft_vmath_run(op.code, path.code, xp.baseAddress, yp.baseAddress, x.count) }
+        y.withUnsafeMutableBufferPointer { yp in vmath_run(op.code, path.code, xp.baseAddress, yp.baseAddress, x.count) }
     }
     return rc == 0 ? y : nil
 }
@@ -57,11 +57,11 @@ private let specials: [Float] = [
 
 @Suite struct VectorMathTests {
     @Test func activePathHonoursEnvironment() {
-        let p = graft_vmath_path()
+        let p = vmath_path()
         #expect(p == Int32(GRAFT_VMATH_SCALAR) || p == Int32(GRAFT_VMATH_AVX2))
         if ProcessInfo.processInfo.environment["GRAFT_VMATH"] == "scalar" { #expect(p == Int32(GRAFT_VMATH_SCALAR)) }
         #expect(vrun(.exp, .scalar, [0]) == [1])
-        #expect(graft_vmath_run(99, Int32(GRAFT_VMATH_SCALAR), nil, nil, 0) == -1)
+        #expect(vmath_run(99, Int32(GRAFT_VMATH_SCALAR), nil, nil, 0) == -1)
     }
 
     @Test(arguments: VMathPath.allCases) func exp(_ path: VMathPath) throws {
@@ -143,7 +143,7 @@ private let specials: [Float] = [
                     var out = [Float](repeating: 12345, count: 40)
                     src.withUnsafeBufferPointer { xp in
                         out.withUnsafeMutableBufferPointer { yp in
-                            _ = graft_vmath_run(op.code, path.code, xp.baseAddress! + off, yp.baseAddress! + off, n)
+                            _ = vmath_run(op.code, path.code, xp.baseAddress! + off, yp.baseAddress! + off, n)
                         }
                     }
                     for i in 0..<40 {
@@ -154,7 +154,7 @@ private let specials: [Float] = [
             }
             // In place.
             var inPlace = src
-            inPlace.withUnsafeMutableBufferPointer { p in _ = graft_vmath_run(op.code, path.code, p.baseAddress, p.baseAddress, p.count) }
+            inPlace.withUnsafeMutableBufferPointer { p in _ = vmath_run(op.code, path.code, p.baseAddress, p.baseAddress, p.count) }
             #expect(inPlace == whole)
         }
     }
@@ -179,7 +179,7 @@ private let specials: [Float] = [
                 }
                 // In place gives the same.
                 var z = x
-                z.withUnsafeMutableBufferPointer { p in _ = graft_vmath_run(VMathOp.softmax.code, path.code, p.baseAddress, p.baseAddress, p.count) }
+                z.withUnsafeMutableBufferPointer { p in _ = vmath_run(VMathOp.softmax.code, path.code, p.baseAddress, p.baseAddress, p.count) }
                 #expect(z == y)
             }
         }

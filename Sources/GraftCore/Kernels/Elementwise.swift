@@ -513,7 +513,7 @@ package enum ElementwiseKernels {
             }
             guard approx == "none" else { throw ctx.fail(.invalidModel, "approximate must be 'none' or 'tanh', not '\(approx)'") }
             return CompiledKernel(outputs: out) { io in
-                runVector(n, io.input(0, Float.self), io.output(0, Float.self), threads: threads, minPerThread: minPer, graft_vgelu_erf)
+                runVector(n, io.input(0, Float.self), io.output(0, Float.self), threads: threads, minPerThread: minPer, vmath_gelu_erf)
             }
         case .leakyRelu:
             let alpha = ctx.node.float("alpha", default: 0.01)
@@ -528,11 +528,11 @@ package enum ElementwiseKernels {
                 case .reciprocal: runUnary(n, x, z, threads: threads, minPerThread: minPer) { 1 / $0 }
                 case .neg: runUnary(n, x, z, threads: threads, minPerThread: minPer) { -$0 }
                 case .abs: runUnary(n, x, z, threads: threads, minPerThread: minPer) { Swift.abs($0) }
-                case .exp: runVector(n, x, z, threads: threads, minPerThread: minPer, graft_vexp)
+                case .exp: runVector(n, x, z, threads: threads, minPerThread: minPer, vmath_exp)
                 case .log: runUnary(n, x, z, threads: threads, minPerThread: minPer) { logf($0) }
-                case .erf: runVector(n, x, z, threads: threads, minPerThread: minPer, graft_verf)
+                case .erf: runVector(n, x, z, threads: threads, minPerThread: minPer, vmath_erf)
                 case .tanh: runUnary(n, x, z, threads: threads, minPerThread: minPer) { tanhf($0) }
-                case .sigmoid: runVector(n, x, z, threads: threads, minPerThread: minPer, graft_vsigmoid)
+                case .sigmoid: runVector(n, x, z, threads: threads, minPerThread: minPer, vmath_sigmoid)
                 case .relu: runUnary(n, x, z, threads: threads, minPerThread: minPer) { $0 < 0 ? 0 : $0 }
                 case .sin: runUnary(n, x, z, threads: threads, minPerThread: minPer) { sinf($0) }
                 case .cos: runUnary(n, x, z, threads: threads, minPerThread: minPer) { cosf($0) }

@@ -292,7 +292,7 @@ package enum ReductionKernels {
                     if log {
                         for r in range { softmaxRow(x + r * n, y + r * n, n, 1, true) }
                     } else {
-                        for r in range { graft_softmax_row(x + r * n, y + r * n, n) } // CMath: vector exp
+                        for r in range { vmath_softmax_row(x + r * n, y + r * n, n) } // CMath: vector exp
                     }
                 }
             }

@@ -1,5 +1,6 @@
-/* graft_vmath.h: vectorised exp / erf and the fused kernels built on them (GELU, sigmoid,
- * softmax row) for GraftCore's elementwise and reduction kernels.
+/* vmath.h: vectorised exp / erf and the fused kernels built on them (GELU, sigmoid,
+ * softmax row) for GraftCore's elementwise and reduction kernels. Internal to Graft (not part of
+ * graft.h): the vmath_ prefix keeps these out of libgraft's exported graft_* namespace.
  *
  * Buffers: every function reads n contiguous floats from x and writes n contiguous floats to y.
  * x == y (in place) is allowed; other overlaps are not. n == 0 does nothing. No alignment is
@@ -20,21 +21,21 @@ extern "C" {
 #endif
 
 /* y[i] = exp(x[i]). Overflow gives +inf, underflow 0 (denormals in between), NaN stays NaN. */
-void graft_vexp(const float *x, float *y, size_t n);
+void vmath_exp(const float *x, float *y, size_t n);
 /* y[i] = erf(x[i]); saturates to ±1, erf(±0) = ±0, NaN stays NaN. */
-void graft_verf(const float *x, float *y, size_t n);
+void vmath_erf(const float *x, float *y, size_t n);
 /* y[i] = 0.5·x·(1 + erf(x/√2)), exact GELU (ONNX Gelu approximate="none"). */
-void graft_vgelu_erf(const float *x, float *y, size_t n);
+void vmath_gelu_erf(const float *x, float *y, size_t n);
 /* y[i] = 1 / (1 + exp(-x[i])). */
-void graft_vsigmoid(const float *x, float *y, size_t n);
+void vmath_sigmoid(const float *x, float *y, size_t n);
 /* Softmax of one contiguous row of n floats: m = max (NaN ignored, as `v > m` does),
  * y = exp(x - m) / sum. A row that is all -inf (or holds +inf or NaN) gives NaN everywhere,
  * like the formula and GraftCore's Swift softmax. */
-void graft_softmax_row(const float *x, float *y, size_t n);
+void vmath_softmax_row(const float *x, float *y, size_t n);
 
 /* Which path the functions above use: GRAFT_VMATH_SCALAR or GRAFT_VMATH_AVX2. */
 enum { GRAFT_VMATH_SCALAR = 0, GRAFT_VMATH_AVX2 = 1 };
-int graft_vmath_path(void);
+int vmath_path(void);
 
 /* For tests and benchmarks: run one op on an explicit path (GRAFT_VMATH_OP_*). Returns 0, or -1
  * when the path is not available on this CPU or op is unknown. */
@@ -45,7 +46,7 @@ enum {
     GRAFT_VMATH_OP_SIGMOID = 3,
     GRAFT_VMATH_OP_SOFTMAX_ROW = 4,
 };
-int graft_vmath_run(int op, int path, const float *x, float *y, size_t n);
+int vmath_run(int op, int path, const float *x, float *y, size_t n);
 
 #ifdef __cplusplus
 }
