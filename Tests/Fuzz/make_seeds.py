@@ -12,38 +12,13 @@ torch needed: ONNX is encoded by hand as in Tests/ABI/make_models.py).
   numpy.lib.format.write_array.
 Run: python3 Tests/Fuzz/make_seeds.py
 """
-import io, json, os, struct
+import io, json, os, struct, sys
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "Fixtures"))
+from onnx_encoding import dim, field, string, value_info, varint  # noqa: E402
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(ROOT))
 SPLIT = b"\n@@SAFETENSORS@@\n"
-
-def varint(n):
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-def field(num, wire, payload):
-    key = varint((num << 3) | wire)
-    return key + (varint(payload) if wire == 0 else varint(len(payload)) + payload)
-
-def string(num, text):
-    return field(num, 2, text.encode())
-
-def dim(v):
-    return field(1, 2, field(1, 0, v) if isinstance(v, int) else string(2, v))
-
-def value_info(name, elem, dims):
-    tensor = field(1, 0, elem) + field(2, 2, b"".join(dim(d) for d in dims))
-    return string(1, name) + field(2, 2, field(1, 2, tensor))
 
 FLOAT, INT64, FLOAT16 = 1, 7, 10
 
