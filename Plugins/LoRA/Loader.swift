@@ -11,32 +11,6 @@ private struct ModuleWeights {
     var b: graft_st_tensor?
 }
 
-private func shapeOf(_ t: graft_st_tensor) -> [Int64] {
-    guard let shape = t.shape else { return [] }
-    return (0..<Int(t.rank)).map { shape[$0] }
-}
-
-private func describe(_ shape: [Int64]) -> String {
-    "[" + shape.map(String.init).joined(separator: ", ") + "]"
-}
-
-/// Rejects a tensor whose host-reported element count and data do not agree with its shape.
-private func checkTensor(_ t: graft_st_tensor, _ key: String) throws(PluginFailure) -> [Int64] {
-    let shape = shapeOf(t)
-    var product: Int64 = 1
-    for extent in shape {
-        let (p, overflow) = product.multipliedReportingOverflow(by: extent)
-        guard extent >= 0, !overflow else {
-            throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName): tensor \(key) has an invalid shape \(describe(shape))")
-        }
-        product = p
-    }
-    guard product == t.count, t.data != nil || product == 0 else {
-        throw PluginFailure(GRAFT_PLUGIN_INTERNAL, "the host returned tensor \(key) with \(t.count) elements for shape \(describe(shape))")
-    }
-    return shape
-}
-
 /// Classifies a key of adapter_model.safetensors.
 private enum KeyKind {
     case loraA(String)

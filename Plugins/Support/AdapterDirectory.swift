@@ -59,3 +59,30 @@ package func weightsPath(in directory: String) throws(PluginFailure) -> String {
     }
     return path
 }
+
+/// The dims of a tensor the host returned.
+package func shapeOf(_ t: graft_st_tensor) -> [Int64] {
+    guard let shape = t.shape else { return [] }
+    return (0..<Int(t.rank)).map { shape[$0] }
+}
+
+package func describe(_ shape: [Int64]) -> String {
+    "[" + shape.map(String.init).joined(separator: ", ") + "]"
+}
+
+/// Rejects a tensor whose host-reported element count and data do not agree with its shape.
+package func checkTensor(_ t: graft_st_tensor, _ key: String) throws(PluginFailure) -> [Int64] {
+    let shape = shapeOf(t)
+    var product: Int64 = 1
+    for extent in shape {
+        let (p, overflow) = product.multipliedReportingOverflow(by: extent)
+        guard extent >= 0, !overflow else {
+            throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName): tensor \(key) has an invalid shape \(describe(shape))")
+        }
+        product = p
+    }
+    guard product == t.count, t.data != nil || product == 0 else {
+        throw PluginFailure(GRAFT_PLUGIN_INTERNAL, "the host returned tensor \(key) with \(t.count) elements for shape \(describe(shape))")
+    }
+    return shape
+}
