@@ -220,7 +220,7 @@ public func graft_session_options_free(_ options: OpaquePointer!) {
 public func graft_session_options_set_threads(_ options: OpaquePointer!, _ threads: Int32) -> graft_status {
     guarded {
         let box = object(try require(options, "options"), as: SessionOptionsBox.self)
-        guard threads >= 1, threads <= 256 else { throw invalid("thread count must be between 1 and 256 (got \(threads))") }
+        try CoreSession.checkThreads(Int(threads))
         box.threads = threads
     }
 }

@@ -16,10 +16,15 @@ package final class CoreSession {
     private let bound: SessionAdapters
     private let perRow: SessionAdapters
 
-    package init(model: CoreModel, threads: Int = 1) throws {
-        guard threads >= 1, threads <= 256 else {
+    /// Refuses a thread count outside 1...256 (also used when the C API's options are set).
+    package static func checkThreads(_ threads: Int) throws {
+        guard (1...256).contains(threads) else {
             throw GraftError(.invalidArgument, "thread count must be between 1 and 256 (got \(threads))")
         }
+    }
+
+    package init(model: CoreModel, threads: Int = 1) throws {
+        try Self.checkThreads(threads)
         self.model = model
         self.threads = threads
         bound = SessionAdapters(siteCount: model.sites.count)
