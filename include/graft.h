@@ -250,6 +250,40 @@ GRAFT_API graft_status graft_model_options_set_external_data(graft_model_options
 GRAFT_API graft_status graft_model_options_set_site_map(graft_model_options *options,
                                                         const char *path);
 
+/* Caps on what a model, the sessions over it and the adapters loaded for it may allocate or
+ * hold. A file that would go over one fails with GRAFT_STATUS_LIMIT_EXCEEDED and a message
+ * naming the cap (e.g. "... more than the limit of 1024 (GRAFT_LIMIT_TENSOR_BYTES; ...)"),
+ * checked before the allocation it bounds. Values are stable and only ever appended to. */
+typedef int32_t graft_limit;
+
+enum {
+    /* Bytes of one allocation the model's graph may cause: a tensor folded at load or plan
+     * time, any kernel output, a session's work arena for one input-shape plan.
+     * Default 16 GiB (or the GRAFT_MAX_TENSOR_BYTES environment variable, in bytes). */
+    GRAFT_LIMIT_TENSOR_BYTES = 1,
+    /* Bytes of all the model's weights: initializers as computed on (float16, bfloat16 and
+     * float64 widened to float32), and constants folded at load. Default 64 GiB. */
+    GRAFT_LIMIT_WEIGHT_BYTES = 2,
+    /* Largest rank of one low-rank adapter term. Default 4096. */
+    GRAFT_LIMIT_ADAPTER_RANK = 3,
+    /* Terms one adapter may add: low-rank terms (one per site for LoRA, one per expert and
+     * site for MoE-LoRA), routers and channel scales. Default 65536. */
+    GRAFT_LIMIT_ADAPTER_TERMS = 4,
+    /* Bytes of weights one adapter holds (all float32). Default 16 GiB. */
+    GRAFT_LIMIT_ADAPTER_BYTES = 5,
+    /* Adapters bound to a session at once: the count of graft_session_set_adapters, or the
+     * distinct adapters of graft_run_options_set_row_adapters in one run. Default 1024. */
+    GRAFT_LIMIT_BOUND_ADAPTERS = 6
+};
+
+/* Sets cap `limit` for models loaded with these options (and their sessions and adapters).
+ * value: the cap, at least 1; 0 restores the default. Values above INT64_MAX mean INT64_MAX.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL options or an unknown
+ *   limit.
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_model_options_set_limit(graft_model_options *options,
+                                                     graft_limit limit, uint64_t value);
+
 /* Loads the ONNX model at `path`.
  * path: file path (UTF-8). External data files are read from the model file's folder only.
  * options: NULL for defaults; not retained.
@@ -257,7 +291,7 @@ GRAFT_API graft_status graft_model_options_set_site_map(graft_model_options *opt
  * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL path or out);
  *   GRAFT_STATUS_IO (unreadable file); GRAFT_STATUS_INVALID_MODEL (malformed file or graph);
  *   GRAFT_STATUS_UNSUPPORTED (an operator or type Graft does not implement);
- *   GRAFT_STATUS_LIMIT_EXCEEDED (a tensor too large).
+ *   GRAFT_STATUS_LIMIT_EXCEEDED (a tensor or the weights over their cap, see graft_limit).
  * Thread safety: any thread; loads may run concurrently. */
 GRAFT_API graft_status graft_model_load(const char *path, const graft_model_options *options,
                                         graft_model **out);

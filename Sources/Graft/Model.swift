@@ -1,3 +1,4 @@
+@_exported import struct GraftCore.Limits
 import GraftCore
 
 /// One dimension of a declared input or output shape.
@@ -33,15 +34,21 @@ public final class Model: Sendable {
 
     /// Loads the ONNX file at `path` (external data is read from the file's folder, and only
     /// from there). Throws ``GraftError`` for unreadable, malformed or unsupported models.
-    public init(path: String) throws {
-        core = try CoreModel(path: path)
+    /// - Parameter limits: caps on what the model, its sessions and the adapters loaded for it
+    ///   may allocate (``Limits``; defaults when omitted). Going over one throws
+    ///   `limitExceeded` naming the cap; a cap below 1 throws `invalidArgument`.
+    public init(path: String, limits: Limits = Limits()) throws {
+        core = try CoreModel(path: path, limits: limits)
     }
 
     /// Loads an ONNX model from bytes in memory. Models with external data must be loaded
-    /// from a path.
-    public init(bytes: [UInt8]) throws {
-        core = try bytes.withUnsafeBytes { try CoreModel(bytes: $0) }
+    /// from a path. `limits` as for ``init(path:limits:)``.
+    public init(bytes: [UInt8], limits: Limits = Limits()) throws {
+        core = try bytes.withUnsafeBytes { try CoreModel(bytes: $0, limits: limits) }
     }
+
+    /// The caps this model was loaded with.
+    public var limits: Limits { core.limits }
 
     /// The inputs a run must provide, in declaration order.
     public var inputs: [TensorInfo] { core.graph.inputs.map(Self.info) }

@@ -78,6 +78,17 @@ public func graft_model_options_set_site_map(_ options: OpaquePointer!, _ path: 
     }
 }
 
+@c @implementation
+public func graft_model_options_set_limit(_ options: OpaquePointer!, _ limit: graft_limit, _ value: UInt64) -> graft_status {
+    guarded {
+        let box = object(try require(options, "options"), as: ModelOptionsBox.self)
+        guard let kind = Limits.Kind(rawValue: limit) else {
+            throw invalid("unknown limit \(limit) (GRAFT_LIMIT_TENSOR_BYTES ... GRAFT_LIMIT_BOUND_ADAPTERS are 1...\(Limits.Kind.allCases.count))")
+        }
+        box.limits[kind] = value == 0 ? Limits()[kind] : Int(min(value, UInt64(Int.max)))
+    }
+}
+
 // MARK: - Models
 
 private func loadModel(_ out: UnsafeMutablePointer<OpaquePointer?>?, _ load: () throws -> CoreModel) -> graft_status {
@@ -95,7 +106,8 @@ public func graft_model_load(_ path: UnsafePointer<CChar>!, _ options: OpaquePoi
         let path = String(cString: try require(path, "path"))
         guard !path.isEmpty else { throw invalid("path is empty") }
         let box = options.map { object($0, as: ModelOptionsBox.self) }
-        return try CoreModel(path: path, externalData: box?.externalData ?? true, siteMap: box?.siteMap ?? [:])
+        return try CoreModel(path: path, externalData: box?.externalData ?? true, siteMap: box?.siteMap ?? [:],
+                             limits: box?.limits ?? Limits())
     }
 }
 
@@ -105,8 +117,9 @@ public func graft_model_load_from_memory(_ data: UnsafeRawPointer!, _ size: Int,
     loadModel(out) {
         let data = try require(data, "data")
         guard size > 0 else { throw invalid("size must be greater than 0") }
-        let siteMap = options.map { object($0, as: ModelOptionsBox.self).siteMap } ?? [:]
-        return try CoreModel(bytes: UnsafeRawBufferPointer(start: data, count: size), siteMap: siteMap)
+        let box = options.map { object($0, as: ModelOptionsBox.self) }
+        return try CoreModel(bytes: UnsafeRawBufferPointer(start: data, count: size), siteMap: box?.siteMap ?? [:],
+                             limits: box?.limits ?? Limits())
     }
 }
 

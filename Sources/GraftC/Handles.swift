@@ -70,6 +70,7 @@ final class SessionBox {
 final class ModelOptionsBox {
     var externalData = true
     var siteMap: [String: String] = [:]
+    var limits = Limits()
 }
 
 final class SessionOptionsBox {

@@ -92,6 +92,25 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/bert_dynamo/model.onnx", fixtures);
     EXPECT(graft_model_load(path, mo, &model), GRAFT_STATUS_INVALID_MODEL, "external");
     graft_model_options_free(mo);
+
+    /* Limits: a weight cap under bert_dynamo's weights refuses it by name; 0 restores the
+     * default, which loads it; unknown limits and NULL options are argument errors. */
+    {
+        graft_model_options *lo = NULL;
+        graft_model *limited = NULL;
+        CHECK(graft_model_options_create(&lo) == GRAFT_STATUS_OK);
+        EXPECT(graft_model_options_set_limit(NULL, GRAFT_LIMIT_WEIGHT_BYTES, 1), GRAFT_STATUS_INVALID_ARGUMENT, "options");
+        EXPECT(graft_model_options_set_limit(lo, 0, 1), GRAFT_STATUS_INVALID_ARGUMENT, "unknown limit 0");
+        EXPECT(graft_model_options_set_limit(lo, GRAFT_LIMIT_BOUND_ADAPTERS + 1, 1), GRAFT_STATUS_INVALID_ARGUMENT, "unknown limit");
+        CHECK(graft_model_options_set_limit(lo, GRAFT_LIMIT_WEIGHT_BYTES, 1000) == GRAFT_STATUS_OK);
+        EXPECT(graft_model_load(path, lo, &limited), GRAFT_STATUS_LIMIT_EXCEEDED, "GRAFT_LIMIT_WEIGHT_BYTES");
+        CHECK(limited == NULL);
+        CHECK(graft_model_options_set_limit(lo, GRAFT_LIMIT_WEIGHT_BYTES, 0) == GRAFT_STATUS_OK);
+        CHECK(graft_model_options_set_limit(lo, GRAFT_LIMIT_TENSOR_BYTES, UINT64_MAX) == GRAFT_STATUS_OK);
+        CHECK(graft_model_load(path, lo, &limited) == GRAFT_STATUS_OK && limited != NULL);
+        graft_model_free(limited);
+        graft_model_options_free(lo);
+    }
     CHECK(graft_model_load_from_memory(passthrough_onnx, sizeof passthrough_onnx, NULL, &model) == GRAFT_STATUS_OK);
     graft_model_free(NULL);
 

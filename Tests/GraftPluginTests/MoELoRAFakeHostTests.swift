@@ -7,6 +7,11 @@ import Testing
 
 let moePlugin = Result { try LoadedPlugin("GraftPluginMoELoRA") }
 
+/// Plugin tables (and the host tables their ctx points at) live for the whole process, as in the
+/// real host, which never unloads a plugin: tests that make extra ones keep them here, so that
+/// LeakSanitizer (scripts/sanitizers.sh asan) sees them reachable rather than leaked.
+nonisolated(unsafe) var processLifetimeTables: [UnsafeRawPointer] = []
+
 @Suite("MoE-LoRA plugin with a fake host", .serialized)
 struct MoELoRAFakeHostTests {
     @Test func entryAndClaims() throws {
@@ -44,6 +49,7 @@ struct MoELoRAFakeHostTests {
         nullSlot.initialize(to: makeHostAPI())   // the fake host has no add_router: NULL
         for (host, fragments) in [(v10, ["plugin ABI 1.1", "speaks 1.0"]), (nullSlot, ["plugin ABI 1.1", "add_router NULL"])] {
             let table = try #require(moe.entry(host))
+            processLifetimeTables += [UnsafeRawPointer(table), UnsafeRawPointer(host)]
             let builder = FakeBuilder(sites: bertSites)
             hostError = ""
             let status = table.pointee.load!(table.pointee.ctx, Paths.adapters + "/bert/moe_topk2", builder.pointer)

@@ -182,8 +182,10 @@ final class AdapterBuilder {
     var routers: [CoreAdapter.Router] = []
     var inputScales: [Int: HostTensor] = [:]
     var outputScales: [Int: HostTensor] = [:]
-    /// Largest rank a term may have (keeps a hostile plugin file from asking for huge copies).
-    static let maxRank = 4096
+    /// Terms (low-rank terms, routers, channel scales) and float32 bytes added so far, held
+    /// to the model's `Limits.adapterTerms` / `adapterBytes`; ranks to `adapterRank`.
+    private var terms = 0
+    private var bytes = 0
 
     init(model: CoreModel, name: String) {
         self.model = model
@@ -195,6 +197,23 @@ final class AdapterBuilder {
     }
 
     var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    /// Counts one more term of `floats` float32 values against the model's adapter caps,
+    /// before its copy is allocated; nil when within them, else the failure status.
+    private func reserve(floats: Int, _ what: String) -> Int32? {
+        let limits = model.limits
+        do {
+            try limits.check(.adapterTerms, terms + 1, "adapter '\(name)': \(what) would be term \(terms + 1); the adapter", verb: "has", unit: "terms")
+            try limits.check(.adapterBytes, bytes + floats * 4, "adapter '\(name)': with \(what) its weights")
+        } catch let e as GraftError {
+            return PluginHost.fail(e.code, e.message)
+        } catch {
+            return PluginHost.fail(.internalError, "\(error)")
+        }
+        terms += 1
+        bytes += floats * 4
+        return nil
+    }
 
     /// Size of graft_lowrank_term in plugin ABI 1.0 (before router, expert, modalities).
     static let lowRankV10Size = MemoryLayout<graft_lowrank_term>.offset(of: \graft_lowrank_term.router)!
@@ -223,13 +242,18 @@ final class AdapterBuilder {
         let site = Int(t.site)
         guard site < model.sites.count else { return PluginHost.fail(.invalidArgument, "add_lowrank: site \(site) out of range (\(model.sites.count) sites)") }
         let rank = Int(t.rank)
-        guard rank >= 1, rank <= Self.maxRank else { return PluginHost.fail(.limitExceeded, "add_lowrank: rank \(rank) is outside 1...\(Self.maxRank)") }
+        let maxRank = model.limits.adapterRank
+        guard rank >= 1 else { return PluginHost.fail(.invalidArgument, "add_lowrank: rank \(rank) must be at least 1") }
+        guard rank <= maxRank else {
+            return PluginHost.fail(.limitExceeded, "add_lowrank: rank \(rank) of site '\(model.sites[site].name)' is more than the limit of \(maxRank) (\(Limits.Kind.adapterRank.name); raise it in the model options)")
+        }
         guard let a = t.a, let b = t.b else { return PluginHost.fail(.invalidArgument, "add_lowrank: A or B is NULL") }
         guard t.scale.isFinite else { return PluginHost.fail(.invalidArgument, "add_lowrank: scale is not finite") }
         guard (GRAFT_ACTIVATION_IDENTITY...GRAFT_ACTIVATION_SILU).contains(t.activation) else {
             return PluginHost.fail(.unsupported, "add_lowrank: unknown activation \(t.activation)")
         }
         let s = model.sites[site]
+        if let failed = reserve(floats: rank * (s.inFeatures + s.outFeatures), "a rank-\(rank) term at site '\(s.name)'") { return failed }
         let at = HostTensor(zeros: .float32, shape: [rank, s.inFeatures])
         let bt = HostTensor(zeros: .float32, shape: [s.outFeatures, rank])
         at.raw.copyMemory(from: a, byteCount: at.byteCount)
@@ -258,6 +282,7 @@ final class AdapterBuilder {
         }
         guard let w = r.weight else { return PluginHost.fail(.invalidArgument, "add_router: weight is NULL") }
         let inF = model.sites[site].inFeatures
+        if let failed = reserve(floats: experts * (inF + 1), "a router of \(experts) experts at site '\(model.sites[site].name)'") { return failed }
         let weight = HostTensor(zeros: .float32, shape: [experts, inF])
         weight.raw.copyMemory(from: w, byteCount: weight.byteCount)
         var bias: HostTensor?
@@ -280,6 +305,7 @@ final class AdapterBuilder {
         guard count == want else {
             return PluginHost.fail(.shapeMismatch, "add_channel_scale: site '\(s.name)' has \(want) \(which == 0 ? "input" : "output") features, got \(count) values")
         }
+        if let failed = reserve(floats: count, "a channel scale at site '\(s.name)'") { return failed }
         let t = HostTensor(zeros: .float32, shape: [count])
         t.raw.copyMemory(from: values, byteCount: count * 4)
         if which == 0 { inputScales[site] = t } else { outputScales[site] = t }

@@ -112,6 +112,9 @@ package struct Graph: Sendable {
     package var irVersion: Int = 0
     package var producer: String = ""
     package var metadata: [String: String] = [:]
+    /// The caps the model was loaded with (`Limits`): constant folding, symbolic shape
+    /// inference and the planner check allocations against them.
+    package var limits: Limits = .defaults
 
     package init() {}
 

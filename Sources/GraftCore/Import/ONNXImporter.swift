@@ -10,29 +10,32 @@ package enum ONNXImporter {
     package static let supportedIRVersions = 3...11
 
     /// Loads the model at `path`; external data is looked up beside it, or refused when
-    /// `externalData` is false.
-    package static func load(path: String, externalData: Bool = true) throws -> Graph {
+    /// `externalData` is false. `limits` travel with the graph (`Graph.limits`); the weight
+    /// cap is checked here, tensor by tensor, before each initializer is decoded.
+    package static func load(path: String, externalData: Bool = true, limits: Limits = .defaults) throws -> Graph {
         let file = try MappedFile(path: path, populate: true)
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let externals = externalData
             ? ExternalDataResolver(folder: folder.isEmpty ? "/" : folder)
             : ExternalDataResolver(folder: nil, refusal: "external data is disabled in the model options")
-        return try load(bytes: file.bytes, externals: externals, source: path)
+        return try load(bytes: file.bytes, externals: externals, source: path, limits: limits)
     }
 
     /// Loads a model from bytes. `folder` is where external data may live (nil: none allowed).
-    package static func load(bytes: UnsafeRawBufferPointer, folder: String?, source: String = "<memory>") throws -> Graph {
-        try load(bytes: bytes, externals: ExternalDataResolver(folder: folder), source: source)
+    package static func load(bytes: UnsafeRawBufferPointer, folder: String?, source: String = "<memory>",
+                             limits: Limits = .defaults) throws -> Graph {
+        try load(bytes: bytes, externals: ExternalDataResolver(folder: folder), source: source, limits: limits)
     }
 
-    private static func load(bytes: UnsafeRawBufferPointer, externals: ExternalDataResolver, source: String) throws -> Graph {
+    private static func load(bytes: UnsafeRawBufferPointer, externals: ExternalDataResolver, source: String,
+                             limits: Limits) throws -> Graph {
         guard bytes.count > 0 else { throw GraftError(.invalidModel, "\(source): the file is empty") }
         var err = [CChar](repeating: 0, count: 512)
         guard let m = gx_model_parse(bytes.baseAddress, bytes.count, &err, err.count) else {
             throw GraftError(.invalidModel, "\(source): \(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
         }
         let owner = ParsedModel(m)
-        return try Reader(model: m, owner: owner, source: source, externals: externals).read()
+        return try Reader(model: m, owner: owner, source: source, externals: externals, limits: limits).read()
     }
 }
 
@@ -43,9 +46,11 @@ private struct Reader {
     let owner: ParsedModel
     let source: String
     let externals: ExternalDataResolver
+    let limits: Limits
 
     func read() throws -> Graph {
         var g = Graph()
+        g.limits = limits
         g.irVersion = Int(gx_model_ir_version(model))
         g.producer = [str(gx_model_producer_name(model)), str(gx_model_producer_version(model))]
             .filter { !$0.isEmpty }.joined(separator: " ")
@@ -74,9 +79,13 @@ private struct Reader {
             throw GraftError(.unsupported, "\(source): sparse initializers are not supported")
         }
 
+        var weightBytes = 0
         for i in 0..<gx_graph_initializer_count(graph) {
             let t = gx_graph_initializer(graph, i)!
-            let tensor = try TensorDecoding.decode(t, externals: externals, owner: owner, context: " (initializer)")
+            let tensor = try TensorDecoding.decode(t, externals: externals, owner: owner, context: " (initializer)") { bytes in
+                weightBytes += bytes
+                try limits.check(.weightBytes, weightBytes, "\(source): the initializers up to '\(str(gx_tensor_name(t)))'", verb: "need")
+            }
             let name = str(gx_tensor_name(t))
             guard !name.isEmpty else { throw GraftError(.invalidModel, "\(source): initializer \(i) has no name") }
             guard g.initializers[name] == nil else {

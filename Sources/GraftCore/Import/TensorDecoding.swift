@@ -5,9 +5,11 @@ import COnnx
 /// widens float16/bfloat16/float64 to float32 (the only float type kernels compute in).
 enum TensorDecoding {
     /// `owner` keeps the proto alive: raw data of a compute type that is aligned for its
-    /// element size is used in place rather than copied.
+    /// element size is used in place rather than copied. `reserve` is called with the bytes
+    /// the decoded tensor will hold (in its compute type) once the dims are validated and
+    /// before anything is read or allocated; it throws to refuse the tensor (weight caps).
     static func decode(_ t: OpaquePointer, externals: ExternalDataResolver, owner: AnyObject? = nil,
-                       context: @autoclosure () -> String) throws -> HostTensor {
+                       context: @autoclosure () -> String, reserve: (Int) throws -> Void = { _ in }) throws -> HostTensor {
         let name = String(cString: gx_tensor_name(t))
         let what = "tensor '\(name)'\(context())"
         let code = gx_tensor_data_type(t)
@@ -24,6 +26,7 @@ enum TensorDecoding {
         }
         let count = try Shape.count(shape, what: what)
         let expectedBytes = count * fileType.byteSize
+        try reserve(count * (fileType.isComputeType ? fileType.byteSize : DType.float32.byteSize))
 
         // Locate the bytes, validated against the dims before anything is allocated.
         if gx_tensor_is_external(t) != 0 {

@@ -488,7 +488,7 @@ package enum IndexingKernels {
         }
         let total = try ShapeKernels.checked(outShape, ctx)
         // The index maps below are sized by the output dims: check the output first.
-        try Shape.checkAllocation(total * elem, "\(ctx.node.label): output \(x.dtype)\(outShape)")
+        try ctx.checkAllocation(total * elem, "\(ctx.node.label): output \(x.dtype)\(outShape)")
         if total == 0 { return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { _ in } }
         // Source index per output index, per level (-1: padding, constant mode only).
         var maps: [Int] = []

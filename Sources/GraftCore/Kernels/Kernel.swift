@@ -31,13 +31,23 @@ package struct KernelContext: Sendable {
     package let opset: Int
     /// Threads the session allows a kernel to use.
     package let threads: Int
+    /// The model's caps: a factory checks sizes against `limits.tensorBytes` before it
+    /// allocates anything sized by them (`checkAllocation`).
+    package let limits: Limits
 
-    package init(node: Node, inputTypes: [TensorType?], constants: [HostTensor?], opset: Int, threads: Int) {
+    package init(node: Node, inputTypes: [TensorType?], constants: [HostTensor?], opset: Int, threads: Int,
+                 limits: Limits = .defaults) {
         self.node = node
         self.inputTypes = inputTypes
         self.constants = constants
         self.opset = opset
         self.threads = threads
+        self.limits = limits
+    }
+
+    /// Throws `limitExceeded` when one allocation of `bytes` is over the model's tensor cap.
+    package func checkAllocation(_ bytes: Int, _ what: @autoclosure () -> String) throws {
+        try limits.check(.tensorBytes, bytes, what())
     }
 
     /// Number of inputs present, counting omitted ones in the middle.

@@ -32,16 +32,16 @@ package enum KernelRegistry {
 
     /// Compiles `node` for the given input types and constants, or refuses it clearly.
     package static func compile(_ node: Node, inputTypes: [TensorType?], constants: [HostTensor?],
-                                opset: Int, threads: Int) throws -> CompiledKernel {
+                                opset: Int, threads: Int, limits: Limits = .defaults) throws -> CompiledKernel {
         guard let factory = factory(for: node) else {
             throw GraftError(.unsupported, "operator \(node.opType) (domain '\(node.domain.isEmpty ? "ai.onnx" : node.domain)') of \(node.label) is not supported")
         }
-        let ctx = KernelContext(node: node, inputTypes: inputTypes, constants: constants, opset: opset, threads: threads)
+        let ctx = KernelContext(node: node, inputTypes: inputTypes, constants: constants, opset: opset, threads: threads, limits: limits)
         let kernel = try factory(ctx)
         guard kernel.outputTypes.count >= node.outputs.filter({ !$0.isEmpty }).count else {
             throw GraftError(.internalError, "\(node.label): kernel produced \(kernel.outputTypes.count) outputs for \(node.outputs.count) declared")
         }
-        for t in kernel.outputTypes { try Shape.checkAllocation(t.byteCount, "\(node.label): output \(t)") }
+        for t in kernel.outputTypes { try ctx.checkAllocation(t.byteCount, "\(node.label): output \(t)") }
         return kernel
     }
 

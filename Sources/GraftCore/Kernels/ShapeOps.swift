@@ -35,9 +35,7 @@ package enum ShapeKernels {
         let n = try Shape.count(shape, what: "\(ctx.node.label): \(what)")
         // At least one byte per element: refuse here, before a factory sizes helper tables
         // (Pad's index maps, Conv's im2col buffer) by these dims.
-        guard n <= Shape.maxTensorBytes else {
-            throw ctx.fail(.limitExceeded, "\(what) \(shape) has \(n) elements, more than the \(Shape.maxTensorBytes)-byte limit on one tensor allows (GRAFT_MAX_TENSOR_BYTES)")
-        }
+        try ctx.limits.check(.tensorBytes, n, "\(ctx.node.label): \(what) \(shape)", verb: "has", unit: "elements (at least as many bytes)")
         return n
     }
 
@@ -272,7 +270,7 @@ package enum ShapeKernels {
             guard !c.isNaN else { throw ctx.fail(.invalidModel, "Range(\(start), \(limit), \(delta)) has no defined length") }
             if c <= 0 { return 0 }
             guard c <= Double(Shape.maxElements) else { throw ctx.fail(.limitExceeded, "Range(\(start), \(limit), \(delta)) has more than 2^40 elements") }
-            try Shape.checkAllocation(Int(c) * t.dtype.byteSize, "\(ctx.node.label): Range(\(start), \(limit), \(delta)) of \(t.dtype)")
+            try ctx.checkAllocation(Int(c) * t.dtype.byteSize, "\(ctx.node.label): Range(\(start), \(limit), \(delta)) of \(t.dtype)")
             return Int(c)
         }
         switch t.dtype {
@@ -286,7 +284,7 @@ package enum ShapeKernels {
         case .int64:
             let (s, l, d) = (values[0].pointer(Int64.self)[0], values[1].pointer(Int64.self)[0], values[2].pointer(Int64.self)[0])
             let n = try intRangeCount(Int(s), Int(l), Int(d), ctx)
-            try Shape.checkAllocation(n * 8, "\(ctx.node.label): Range(\(s), \(l), \(d)) of int64")
+            try ctx.checkAllocation(n * 8, "\(ctx.node.label): Range(\(s), \(l), \(d)) of int64")
             let out = HostTensor(zeros: .int64, shape: [n])
             let p = out.pointer(Int64.self)
             for i in 0..<n { p[i] = s &+ Int64(i) &* d }
@@ -294,7 +292,7 @@ package enum ShapeKernels {
         default:
             let (s, l, d) = (values[0].pointer(Int32.self)[0], values[1].pointer(Int32.self)[0], values[2].pointer(Int32.self)[0])
             let n = try intRangeCount(Int(s), Int(l), Int(d), ctx)
-            try Shape.checkAllocation(n * 4, "\(ctx.node.label): Range(\(s), \(l), \(d)) of int32")
+            try ctx.checkAllocation(n * 4, "\(ctx.node.label): Range(\(s), \(l), \(d)) of int32")
             let out = HostTensor(zeros: .int32, shape: [n])
             let p = out.pointer(Int32.self)
             for i in 0..<n { p[i] = s &+ Int32(truncatingIfNeeded: i) &* d }

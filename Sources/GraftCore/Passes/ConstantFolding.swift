@@ -20,7 +20,7 @@ package enum ConstantFolding {
             let inputs = node.inputs.map { $0.isEmpty ? nil : g.initializers[$0] }
             // Sizes are known once compiled: decide before executing allocates the outputs.
             let kernel = try KernelRegistry.compile(node, inputTypes: inputs.map { $0.map { TensorType($0.dtype, $0.shape) } },
-                                                    constants: inputs, opset: g.opset, threads: 1)
+                                                    constants: inputs, opset: g.opset, threads: 1, limits: g.limits)
             let inCount = inputs.reduce(0) { $0 + ($1?.count ?? 0) }
             let outCount = kernel.outputTypes.reduce(0) { $0 + $1.count }
             if outCount > max(inCount, maxGrowthElements) {

@@ -16,15 +16,22 @@ package final class CoreModel: Sendable {
     /// Loads an ONNX file; external data is resolved inside the file's folder, or, with
     /// `externalData` false, refused (invalidModel) instead of read.
     /// `siteMap`: node (or output) names → module names for adapter sites, overriding the
-    /// names Graft resolves itself.
-    package convenience init(path: String, externalData: Bool = true, siteMap: [String: String] = [:]) throws {
-        try self.init(graph: ONNXImporter.load(path: path, externalData: externalData), source: path, siteMap: siteMap)
+    /// names Graft resolves itself. `limits`: the caps this model, its sessions and the
+    /// adapters loaded for it obey (validated: each at least 1).
+    package convenience init(path: String, externalData: Bool = true, siteMap: [String: String] = [:],
+                             limits: Limits = .defaults) throws {
+        try self.init(graph: ONNXImporter.load(path: path, externalData: externalData, limits: limits.validated()),
+                      source: path, siteMap: siteMap)
     }
 
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).
-    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:]) throws {
-        try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil), source: "<memory>", siteMap: siteMap)
+    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:], limits: Limits = .defaults) throws {
+        try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil, limits: limits.validated()),
+                      source: "<memory>", siteMap: siteMap)
     }
+
+    /// The caps the model was loaded with.
+    package var limits: Limits { graph.limits }
 
     package init(graph imported: Graph, source: String, siteMap: [String: String] = [:]) throws {
         CoreModel.configureBLAS
@@ -32,6 +39,9 @@ package final class CoreModel: Sendable {
         g = DeadNodeElimination.run(g)
         g = try ConstantFolding.run(g)
         g = DeadNodeElimination.run(g)
+        // Folding turns constant subgraphs (Constant nodes, arithmetic on weights) into
+        // initializers: the weight cap covers what the model holds after it too.
+        try g.limits.check(.weightBytes, g.initializers.values.reduce(0) { $0 + $1.byteCount }, "\(source): the weights after constant folding", verb: "need")
         let shapes = SymbolicShapes.infer(g)
         if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
         graph = g

@@ -36,6 +36,7 @@ package final class CoreSession {
     /// Merged: low-rank terms are folded into session-private weight copies (W + c·s·B·A) —
     /// faster per run, costlier to bind; for one static adapter over whole batches.
     package func setAdapters(_ adapters: [(CoreAdapter, Float)], merged: Bool = false) throws {
+        try model.limits.check(.boundAdapters, adapters.count, "the session", verb: "would bind", unit: "adapters at once")
         try bound.bind(adapters, model: model, merged: merged)
     }
 
@@ -105,6 +106,8 @@ package final class CoreSession {
             if let first = inputs.first, first.rank > 0, first.shape[0] != rowAdapters.count {
                 throw GraftError(.invalidArgument, "per-row adapters name \(rowAdapters.count) rows but the batch has \(first.shape[0])")
             }
+            let distinct = Set(rowAdapters.compactMap { $0.map(ObjectIdentifier.init) }).count
+            try model.limits.check(.boundAdapters, distinct, "per-row adapters: the batch", verb: "uses", unit: "distinct adapters")
             try perRow.bindRows(rowAdapters, model: model)
             active = perRow
             batch = rowAdapters.count

@@ -80,7 +80,8 @@ package final class Plan: @unchecked Sendable {
                 return t
             }
             let consts = node.inputs.map { $0.isEmpty ? nil : c.constants[$0] }
-            let kernel = try KernelRegistry.compile(node, inputTypes: inTypes, constants: consts, opset: graph.opset, threads: threads)
+            let kernel = try KernelRegistry.compile(node, inputTypes: inTypes, constants: consts, opset: graph.opset, threads: threads,
+                                                   limits: graph.limits)
             for (i, name) in node.outputs.enumerated() where !name.isEmpty {
                 guard i < kernel.outputTypes.count else {
                     throw GraftError(.unsupported, "\(node.label): output \(i) ('\(name)') is not produced by Graft's kernel")
@@ -226,7 +227,7 @@ package final class Plan: @unchecked Sendable {
                   let y = slotOf[f.value], let xt = types[site.input] else { continue }
             siteSlots[site.index] = SiteSlots(x: Int32(x), weight: Int32(w), y: Int32(y), rows: xt.count / max(site.inFeatures, 1))
         }
-        try Shape.checkAllocation(arena.high, "the work arena for inputs \(inputTypes)")
+        try graph.limits.check(.tensorBytes, arena.high, "the work arena for inputs \(inputTypes)")
         handedOver = true
         return Plan(sources: sources, steps: steps, siteSlots: siteSlots, arenaBytes: arena.high, outputTypes: outputTypes, outputCopySlots: copySlots)
     }

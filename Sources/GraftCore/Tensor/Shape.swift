@@ -1,30 +1,8 @@
-#if canImport(Glibc)
-import Glibc
-#endif
-
 /// Shape arithmetic shared by the importer, the planner and the kernels.
 package enum Shape {
     /// Largest element count Graft accepts for one tensor (2^40): anything larger is a hostile
     /// or corrupt file, and it keeps `count * byteSize` far from Int overflow.
     package static let maxElements = 1 << 40
-
-    /// Largest single allocation a model may make Graft do: one tensor (an initializer
-    /// computed at load, a constant folded at plan time, an intermediate or an output) or one
-    /// session's work arena. Checked before allocating, so that a small file whose graph
-    /// computes a huge tensor (`Range(0, 2^35)`, `Expand` to a huge shape) fails with
-    /// `limitExceeded` instead of exhausting memory (Swift traps when an allocation fails).
-    /// 16 GiB by default; `GRAFT_MAX_TENSOR_BYTES` (bytes) overrides it, read once.
-    package static let maxTensorBytes: Int = {
-        if let v = getenv("GRAFT_MAX_TENSOR_BYTES"), let n = Int(String(cString: v)), n > 0 { return n }
-        return 1 << 34
-    }()
-
-    /// Throws `limitExceeded` when `bytes` is over `maxTensorBytes`.
-    package static func checkAllocation(_ bytes: Int, _ what: @autoclosure () -> String) throws {
-        guard bytes <= maxTensorBytes else {
-            throw GraftError(.limitExceeded, "\(what()) needs \(bytes) bytes, more than the \(maxTensorBytes)-byte limit on one tensor (GRAFT_MAX_TENSOR_BYTES)")
-        }
-    }
 
     /// Product of dims, refusing negative dims and counts past `maxElements`.
     package static func count(_ shape: [Int], what: @autoclosure () -> String = "tensor") throws -> Int {

@@ -25,7 +25,7 @@ from ._capi import (  # noqa: F401  (public status codes)
     STATUS_SHAPE_MISMATCH, STATUS_LIMIT_EXCEEDED, STATUS_INVALID_DATA, STATUS_INTERNAL,
 )
 
-__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "version", "abi_version", "load_plugin", "plugins"]
+__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "LIMITS", "version", "abi_version", "load_plugin", "plugins"]
 __version__ = "0.1.0"
 
 _TO_NUMPY = {
@@ -85,16 +85,40 @@ class _Closeable:
             pass
 
 
+# Keys of Model(limits=...) -> graft_limit (graft.h; defaults in docs/ROBUSTNESS.md).
+LIMITS = {
+    "tensor_bytes": _c.LIMIT_TENSOR_BYTES,      # one allocation a graph may cause (16 GiB)
+    "weight_bytes": _c.LIMIT_WEIGHT_BYTES,      # all the model's weights (64 GiB)
+    "adapter_rank": _c.LIMIT_ADAPTER_RANK,      # rank of one low-rank term (4096)
+    "adapter_terms": _c.LIMIT_ADAPTER_TERMS,    # terms one adapter adds (65536)
+    "adapter_bytes": _c.LIMIT_ADAPTER_BYTES,    # weights one adapter holds (16 GiB)
+    "bound_adapters": _c.LIMIT_BOUND_ADAPTERS,  # adapters bound to a session at once (1024)
+}
+
+
+def _set_limits(opts, limits: Optional[Dict[str, int]]) -> None:
+    for key, value in (limits or {}).items():
+        if key not in LIMITS:
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"unknown limit {key!r} (known: {', '.join(LIMITS)})")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"limit {key!r} must be an integer of at least 1, got {value!r}")
+        _c.graft_model_options_set_limit(opts, LIMITS[key], min(value, (1 << 63) - 1))
+
+
 class Model(_Closeable):
     """An ONNX model loaded, validated and optimised by Graft.
 
     Model(path, external_data=True, threads=1, site_map=None): `external_data=False` refuses
     models that keep tensors in external files; `threads` is the thread count of the default
     session used by `run`; `site_map` is a JSON file naming adapter sites (node name -> module
-    name) where the exporter left no usable names. Raises GraftError (e.g. code STATUS_IO for a missing file, STATUS_UNSUPPORTED for an
-    operator Graft does not implement)."""
+    name) where the exporter left no usable names; `limits` caps what the model, its sessions and
+    its adapters may allocate, as a dict of LIMITS keys to values (e.g. {"tensor_bytes": 1 << 30};
+    unnamed caps keep their defaults, see docs/ROBUSTNESS.md). Raises GraftError (e.g. code STATUS_IO
+    for a missing file, STATUS_UNSUPPORTED for an operator Graft does not implement,
+    STATUS_LIMIT_EXCEEDED for a model over one of its limits)."""
 
-    def __init__(self, path, *, external_data: bool = True, threads: int = 1, site_map=None):
+    def __init__(self, path, *, external_data: bool = True, threads: int = 1, site_map=None,
+                 limits: Optional[Dict[str, int]] = None):
         self._handle = None
         self._default = None
         self._lock = threading.Lock()
@@ -105,6 +129,7 @@ class Model(_Closeable):
             _c.graft_model_options_set_external_data(opts, 1 if external_data else 0)
             if site_map is not None:
                 _c.graft_model_options_set_site_map(opts, str(site_map).encode())
+            _set_limits(opts, limits)
             handle = ctypes.c_void_p()
             _c.graft_model_load(str(path).encode(), opts, ctypes.byref(handle))
             self._handle = handle
@@ -114,15 +139,21 @@ class Model(_Closeable):
         self.outputs: List[TensorInfo] = self._values(output=True)
 
     @classmethod
-    def from_bytes(cls, data: bytes, *, threads: int = 1) -> "Model":
-        """Loads a model from bytes (external data is not possible)."""
+    def from_bytes(cls, data: bytes, *, threads: int = 1, limits: Optional[Dict[str, int]] = None) -> "Model":
+        """Loads a model from bytes (external data is not possible); `limits` as for Model()."""
         self = cls.__new__(cls)
         self._handle = None
         self._default = None
         self._lock = threading.Lock()
         self._threads = threads
-        handle = ctypes.c_void_p()
-        _c.graft_model_load_from_memory(data, len(data), None, ctypes.byref(handle))
+        opts = ctypes.c_void_p()
+        _c.graft_model_options_create(ctypes.byref(opts))
+        try:
+            _set_limits(opts, limits)
+            handle = ctypes.c_void_p()
+            _c.graft_model_load_from_memory(data, len(data), opts, ctypes.byref(handle))
+        finally:
+            _c.graft_model_options_free(opts)
         self._handle = handle
         self.inputs = self._values(output=False)
         self.outputs = self._values(output=True)

@@ -164,6 +164,16 @@ graft_model_options_set_external_data = _bind(
 # graft_status graft_model_options_set_site_map(graft_model_options *options, const char *path);
 graft_model_options_set_site_map = _bind(
     "graft_model_options_set_site_map", graft_status, [handle, ctypes.c_char_p])
+# graft_limit values (graft.h): caps a model, its sessions and its adapters obey.
+LIMIT_TENSOR_BYTES = 1
+LIMIT_WEIGHT_BYTES = 2
+LIMIT_ADAPTER_RANK = 3
+LIMIT_ADAPTER_TERMS = 4
+LIMIT_ADAPTER_BYTES = 5
+LIMIT_BOUND_ADAPTERS = 6
+# graft_status graft_model_options_set_limit(graft_model_options *options, graft_limit limit, uint64_t value);
+graft_model_options_set_limit = _bind(
+    "graft_model_options_set_limit", graft_status, [handle, ctypes.c_int32, ctypes.c_uint64])
 # graft_status graft_model_load(const char *path, const graft_model_options *options, graft_model **out);
 graft_model_load = _bind("graft_model_load", graft_status, [ctypes.c_char_p, handle, handle_p])
 # graft_status graft_model_load_from_memory(const void *data, size_t size,
