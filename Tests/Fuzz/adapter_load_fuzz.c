@@ -2,7 +2,7 @@
  * SPLIT into an adapter_config.json (before) and an adapter_model.safetensors (after; empty
  * when there is no SPLIT); both are written into a temporary directory and graft_adapter_load
  * is called on it for the fixture model (GRAFT_FUZZ_MODEL, default bert_dynamo). The plugins
- * (LoRA, IA3) are found beside libGraftC.so or through GRAFT_PLUGIN_PATH. An adapter that
+ * (LoRA, MoE-LoRA, IA3) are found beside libGraftC.so or through GRAFT_PLUGIN_PATH. An adapter that
  * loads is bound to a session (unmerged, then merged) and run once on a [1, 4] batch. */
 #include "fuzz_common.h"
 #include <unistd.h>

@@ -6,7 +6,8 @@ torch needed: ONNX is encoded by hand as in Tests/ABI/make_models.py).
   chains, Conv, reductions, Where/Expand/Slice/Range, initializers as raw and typed data,
   float16 initializers, symbolic dims), plus the ABI tests' passthrough and unsupported models.
 - adapter_load/: the shipped PEFT fixtures (adapter_config.json + SPLIT +
-  adapter_model.safetensors) for the bert fixtures, and small hand-made LoRA/IA3 ones.
+  adapter_model.safetensors) for the bert fixtures, and small hand-made LoRA/IA3 ones and
+  MoE-LoRA ones (one per router gate).
 - npy/ is not written here: its eleven arrays (every supported dtype, format versions 1-3, a
   scalar, an empty array, a fixture input) were saved once with numpy.save /
   numpy.lib.format.write_array.
@@ -180,4 +181,27 @@ ia3_cfg = {"peft_type": "IA3", "target_modules": ["key", "value", "output.dense"
 ia3_key = mod.replace("query", "key").replace("lora_A", "") + ".ia3_l"
 st = safetensors({ia3_key: ("F32", [hidden, 1], floats(hidden))})
 open(os.path.join(out, "ia3_one"), "wb").write(json.dumps(ia3_cfg).encode() + SPLIT + st)
+# MoE-LoRA (Plugins/MoELoRA, peft_type GRAFT_MOE_LORA): the smallest shipped fixture, and one
+# small mixture per router gate on the first query (2 experts, rank 1; F16/BF16 weights and a
+# missing bias in some) so mutations reach every branch of the plugin's config and key parsing
+# and the host's add_router / routed add_lowrank.
+for name in ["moe_e1_lora_qv_r8"]:
+    cfg = open(os.path.join(fx, name, "adapter_config.json"), "rb").read()
+    st = open(os.path.join(fx, name, "adapter_model.safetensors"), "rb").read()
+    open(os.path.join(out, name), "wb").write(cfg + SPLIT + st)
+gates = {"topk": {"gate": "topk", "top_k": 1, "renormalize": True, "bias": True},
+         "softmax": {"gate": "softmax", "bias": False},
+         "threshold": {"gate": "threshold", "threshold": 0.3, "renormalize": False, "bias": True},
+         "sigmoid": {"gate": "sigmoid", "bias": True}}
+for (gate, router), dtype in zip(gates.items(), ["F32", "F16", "BF16", "F32"]):
+    cfg = {"peft_type": "GRAFT_MOE_LORA", "r": 1, "lora_alpha": 2, "num_experts": 2, "router": router,
+           "target_modules": ["query"]}
+    tensors = {mod + ".router.weight": (dtype, [2, hidden], floats(2 * hidden, dtype))}
+    if router["bias"]:
+        tensors[mod + ".router.bias"] = (dtype, [2], floats(2, dtype))
+    for e in range(2):
+        tensors[f"{mod}.experts.{e}.lora_A.weight"] = (dtype, [1, hidden], floats(hidden, dtype))
+        tensors[f"{mod}.experts.{e}.lora_B.weight"] = (dtype, [hidden, 1], floats(hidden, dtype))
+    st = safetensors(tensors, metadata={"format": "pt"})
+    open(os.path.join(out, "moe_" + gate), "wb").write(json.dumps(cfg).encode() + SPLIT + st)
 print("seeds written:", sorted(os.listdir(os.path.join(ROOT, "corpus", "model_load"))), sorted(os.listdir(out)))
