@@ -33,7 +33,7 @@ import Testing
 
     /// model_load fuzz finding 1: a 547-byte model whose constant Range(0, 2.5e9) was folded at
     /// load — a 20 GB allocation before any check (libFuzzer: out-of-memory). Now refused with
-    /// limitExceeded before allocating (Shape.maxTensorBytes).
+    /// limitExceeded before allocating (Limits.tensorBytes).
     @Test func fuzzRangeFoldedAtLoadIsRefused() throws {
         let e = Self.loadAndRun(try Self.fuzzInput("model_load", "oom-range-fold.onnx"))
         #expect(e?.code == .limitExceeded, "\(e?.message ?? "loaded without error")")
@@ -106,5 +106,25 @@ import Testing
             initializers: [.int64s("shape", [n], [1])])
         let e = Self.loadAndRun(model.encode(), inputs: ["x": HostTensor([Float(1)], shape: [1])])
         #expect(e?.code == .limitExceeded && e?.message.contains("arena") == true, "\(e?.message ?? "ran without error")")
+    }
+
+    /// model_load fuzz finding 5 (libFuzzer timeout, 21 s, replayed by scripts/fuzz.sh): Pad by
+    /// [50331649, 1] on a 1-D float input. The output (200 MB) is under the tensor cap, but the
+    /// Pad factory built a table of one Int per output index (400 MB, one append at a time)
+    /// each time the graph was compiled: twice in symbolic shape probes at load, once more to
+    /// plan. PadPlan now computes source indices as it runs: planning does no work sized by
+    /// the output, and the run gives the same values (IndexingKernelTests check every mode).
+    @Test func fuzzHugePadPlansWithoutIndexTables() throws {
+        let bytes = try Self.fuzzInput("model_load", "slow-pad-maps.onnx")
+        let model = try bytes.withUnsafeBytes { try CoreModel(bytes: $0) }
+        let start = ContinuousClock.now
+        let plan = try CoreSession(model: model).plan(for: [HostTensor([Float(1), 2], shape: [2])])
+        let planning = ContinuousClock.now - start
+        // Range(0, 6)[1:5] ++ x: 6 values, tiled 2047 times, padded by 50331649 + 1, split in two.
+        let half = (6 * 2047 + 50_331_649 + 1) / 2
+        #expect(plan.outputTypes.map(\.shape) == [[half], [half]], "\(plan.outputTypes)")
+        // Generous bound (a busy machine, a debug or sanitizer build): the old tables took
+        // seconds here; now planning touches no per-element data.
+        #expect(planning < .seconds(2), "planning took \(planning)")
     }
 }
