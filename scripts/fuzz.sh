@@ -27,7 +27,9 @@ SECONDS_=${2:?usage: scripts/fuzz.sh TARGET SECONDS}
 shift 2
 EXTRA=("$@")
 export PATH=/opt/swift/usr/bin:$PATH
-CLANG=${CLANG:-$(command -v clang)}
+# The toolchain's own clang: its ASan and libFuzzer runtimes are the ones swift build links
+# (a system clang of another version would bring a second, mismatched runtime).
+CLANG=${CLANG:-$(dirname "$(readlink -f "$(command -v swift)")")/clang}
 INSTRUMENT=${FUZZ_INSTRUMENT:-1}
 if [[ $INSTRUMENT == 1 ]]; then SCRATCH=${SCRATCH:-.build-fuzz}; else SCRATCH=${SCRATCH:-.build-fuzz-plain}; fi
 WORK=${FUZZ_WORK:-/tmp/graft-fuzz}

@@ -6,8 +6,9 @@
 # Env: FUZZ_SECONDS (per target), FUZZ_INSTRUMENT (1: libGraftC built with ASan + libFuzzer
 # coverage, the default; 0: plain release library, faster to build), SCRATCH_TEST (scratch
 # path for the concurrency test, default .build-robust), TSAN=1 to run the concurrency test
-# under ThreadSanitizer (scratch .build-tsan; slower, builds a separate tree), CONCURRENCY=0 to
-# skip the concurrency test (CI: scripts/test.sh already runs it with the whole suite).
+# under ThreadSanitizer instead (scripts/sanitizers.sh tsan: scratch .build-tsan, slower, builds
+# a separate tree), CONCURRENCY=0 to skip the concurrency test (CI: scripts/test.sh already runs
+# it with the whole suite, and scripts/sanitizers.sh under TSan).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/opt/swift/usr/bin:$PATH
@@ -22,7 +23,7 @@ check() {   # check NAME COMMAND...
     local start=$SECONDS
     if "$@" >"$log" 2>&1; then
         passed=$((passed + 1))
-        echo "PASS $name ($((SECONDS - start)) s): $(grep -E '^(fuzz |ConcurrencyTests:)' "$log" | tail -1)"
+        echo "PASS $name ($((SECONDS - start)) s): $(grep -E '^(fuzz |ConcurrencyTests:|sanitizers:)' "$log" | tail -1)"
     else
         failed=$((failed + 1))
         echo "FAIL $name ($((SECONDS - start)) s)"
@@ -43,11 +44,7 @@ done
 
 concurrency() {
     if [[ ${TSAN:-0} == 1 ]]; then
-        swift build --build-tests --scratch-path .build-robust >/dev/null &&   # uninstrumented LoRA plugin
-        swift build --build-tests --sanitize=thread --scratch-path .build-tsan &&
-        GRAFT_PLUGIN_PATH=$PWD/.build-robust/debug/libGraftPluginLoRA.so \
-            swift test --skip-build --sanitize=thread --scratch-path .build-tsan --filter ConcurrencyTests 2>&1 | tee /dev/stderr |
-            { ! grep -q "WARNING: ThreadSanitizer"; }
+        PLAIN_SCRATCH=${SCRATCH_TEST:-.build-robust} TSAN_RUNS=1 scripts/sanitizers.sh tsan
     else
         local scratch=${SCRATCH_TEST:-.build-robust}
         swift build --build-tests --scratch-path "$scratch" &&
