@@ -113,13 +113,13 @@ extension AdapterFixtureTests {
         @Test func adapterTermsAndBytesCapOneAdapter() throws {
             let (terms, bytes) = Self.size(try PluginRegistry.loadAdapter(model: try Self.model(), path: Self.lora))
             #expect(terms >= 2 && bytes > 0)
-            let t = expectError(.limitExceeded, containing: ["GRAFT_LIMIT_ADAPTER_TERMS", "term \(terms)", "limit of \(terms - 1)"]) {
+            let t = expectError(.limitExceeded, containing: ["GRAFT_LIMIT_ADAPTER_TERMS", "has \(terms) terms", "limit of \(terms - 1)"]) {
                 _ = try PluginRegistry.loadAdapter(model: try Self.model { $0.adapterTerms = terms - 1 }, path: Self.lora)
             }
             #expect(t != nil && t!.code == .limitExceeded, "\(String(describing: t))")
             _ = try PluginRegistry.loadAdapter(model: try Self.model { $0.adapterTerms = terms }, path: Self.lora)
 
-            let b = expectError(.limitExceeded, containing: ["GRAFT_LIMIT_ADAPTER_BYTES", "\(bytes)", "limit of \(bytes - 1)"]) {
+            let b = expectError(.limitExceeded, containing: ["GRAFT_LIMIT_ADAPTER_BYTES", "holds \(bytes) bytes", "limit of \(bytes - 1)"]) {
                 _ = try PluginRegistry.loadAdapter(model: try Self.model { $0.adapterBytes = bytes - 1 }, path: Self.lora)
             }
             #expect(b != nil && b!.code == .limitExceeded, "\(String(describing: b))")

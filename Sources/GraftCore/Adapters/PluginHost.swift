@@ -203,8 +203,8 @@ final class AdapterBuilder {
     private func reserve(floats: Int, _ what: String) -> Int32? {
         let limits = model.limits
         do {
-            try limits.check(.adapterTerms, terms + 1, "adapter '\(name)': \(what) would be term \(terms + 1); the adapter", verb: "has", unit: "terms")
-            try limits.check(.adapterBytes, bytes + floats * 4, "adapter '\(name)': with \(what) its weights")
+            try limits.check(.adapterTerms, terms + 1, "adapter '\(name)' with \(what)", verb: "has", unit: "terms")
+            try limits.check(.adapterBytes, bytes + floats * 4, "adapter '\(name)' with \(what)", verb: "holds", unit: "bytes of weights")
         } catch let e as GraftError {
             return PluginHost.fail(e.code, e.message)
         } catch {
