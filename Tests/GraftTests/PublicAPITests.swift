@@ -20,3 +20,16 @@ import Testing
     #expect(zip(got, try expected.floats()).allSatisfy { abs($0 - $1) <= 1e-4 })
     #expect(throws: GraftError.self) { try session.run(["input_ids": ids]) }
 }
+
+/// `Limits` through the public module: a weight cap under the fixture's weights is refused with
+/// `limitExceeded` naming the cap; the defaults load it and report themselves.
+@Test func publicAPILimits() throws {
+    let dir = #filePath.split(separator: "/").dropLast(2).joined(separator: "/")
+    let path = "/\(dir)/Fixtures/bert_torchscript/model.onnx"
+    var small = Limits()
+    small.weightBytes = 1000
+    let error = #expect(throws: GraftError.self) { try Model(path: path, limits: small) }
+    #expect(error?.code == .limitExceeded && error?.message.contains("GRAFT_LIMIT_WEIGHT_BYTES") == true, "\(String(describing: error))")
+    let model = try Model(path: path)
+    #expect(model.limits == Limits() && model.limits.adapterRank == 4096)
+}
