@@ -295,6 +295,27 @@ int main(int argc, char **argv) {
     uint8_t mods[3] = {0, 1, 0};
     CHECK(graft_run_options_set_modalities(ro, mods, 3) == GRAFT_STATUS_OK);
     CHECK(graft_run_options_set_modalities(ro, NULL, 0) == GRAFT_STATUS_OK);
+    /* Auxiliary inputs and generated weights (VLoRA; the working paths are in vlora.c). */
+    EXPECT(graft_run_options_set_aux(NULL, NULL, 0), GRAFT_STATUS_INVALID_ARGUMENT, "options");
+    EXPECT(graft_run_options_set_aux(ro, NULL, 1), GRAFT_STATUS_INVALID_ARGUMENT, "aux is NULL");
+    float feat[2] = {1, 2};
+    int64_t feat_shape[2] = {1, 2};
+    graft_tensor aux = {sizeof(graft_tensor), GRAFT_DTYPE_FLOAT32, NULL, 2, feat_shape, feat, sizeof feat};
+    EXPECT(graft_run_options_set_aux(ro, &aux, 1), GRAFT_STATUS_INVALID_ARGUMENT, "name is NULL");
+    aux.name = "image_features";
+    aux.byte_size = 4;
+    EXPECT(graft_run_options_set_aux(ro, &aux, 1), GRAFT_STATUS_INVALID_ARGUMENT, "byte_size");
+    aux.byte_size = sizeof feat;
+    CHECK(graft_run_options_set_aux(ro, &aux, 1) == GRAFT_STATUS_OK);
+    CHECK(graft_run_options_set_aux(ro, NULL, 0) == GRAFT_STATUS_OK);
+    EXPECT(graft_run_options_set_merge(NULL, GRAFT_MERGE_AUTO), GRAFT_STATUS_INVALID_ARGUMENT, "options");
+    EXPECT(graft_run_options_set_merge(ro, 3), GRAFT_STATUS_INVALID_ARGUMENT, "merge mode 3");
+    CHECK(graft_run_options_set_merge(ro, GRAFT_MERGE_MERGED) == GRAFT_STATUS_OK);
+    CHECK(graft_run_options_set_merge(ro, GRAFT_MERGE_AUTO) == GRAFT_STATUS_OK);
+    graft_adapter *generated = NULL;
+    EXPECT(graft_adapter_generate(NULL, &aux, 1, 1, &generated), GRAFT_STATUS_INVALID_ARGUMENT, "adapter");
+    CHECK(generated == NULL);
+    CHECK(graft_adapter_aux_input(NULL) == NULL);
     EXPECT(graft_model_site_count(NULL, &count), GRAFT_STATUS_INVALID_ARGUMENT, "model");
     EXPECT(graft_model_site_count(model, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "count");
     CHECK(graft_model_site_count(model, &count) == GRAFT_STATUS_OK && count == 0);
