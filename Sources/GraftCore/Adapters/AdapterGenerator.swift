@@ -40,7 +40,7 @@ package final class AdapterGenerator: @unchecked Sendable {
         let session: CoreSession
         init(_ session: CoreSession) { self.session = session }
     }
-    /// Idle sessions kept per generator (one per thread that generated concurrently, at most).
+    /// Idle sessions kept per generator (reused by callers asking for the same thread count).
     private static let poolLimit = 8
 
     package init(model: CoreModel, path: String, auxInput: String, terms: [Term]) {
@@ -76,7 +76,8 @@ package final class AdapterGenerator: @unchecked Sendable {
     /// each factor checked against its site: A [rank, in], B [out, rank].
     package func generate(features: HostTensor, adapter: String, threads: Int) throws -> [Int: [CoreAdapter.LowRank]] {
         try checkFeatures(features, adapter: adapter)
-        let pooled = try idle.withLock { $0.popLast() } ?? Pooled(CoreSession(model: model, threads: threads))
+        let reused = idle.withLock { pool in pool.lastIndex { $0.session.threads == threads }.map { pool.remove(at: $0) } }
+        let pooled = try reused ?? Pooled(CoreSession(model: model, threads: threads))
         let session = pooled.session
         let outputs: [String: HostTensor]
         do {
