@@ -571,6 +571,20 @@ GRAFT_API graft_status graft_run_options_set_merge(graft_run_options *options, i
 GRAFT_API graft_status graft_adapter_generate(const graft_adapter *adapter, const graft_tensor *aux,
                                               size_t count, int32_t threads, graft_adapter **out);
 
+/* One adapter that is the sum of `count` adapters, each at a scale: binding it equals binding
+ * them together (channel scales of several adapters at one layer multiply; caller scales apply
+ * to low-rank terms). Its terms share the parts' weights (no copy). Use it to give one batch
+ * row several adapters, e.g. an image's request adapter (graft_adapter_generate) and a task
+ * LoRA, with graft_run_options_set_row_adapters. Generator adapters themselves cannot be
+ * composed: compose their request adapters.
+ * scales: `count` finite scales, or NULL for 1.0 each.
+ * out: receives the new adapter (name "a+b"); free with graft_adapter_free. NULL on failure.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT (NULL argument, count 0, a NULL
+ *   entry, adapters of different models, a non-finite scale, a generator adapter).
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_adapter_compose(graft_adapter *const *adapters, const float *scales, size_t count,
+                                             graft_adapter **out);
+
 /* The auxiliary input `adapter`'s generator reads (e.g. "image_features"), valid while the
  * adapter lives; NULL for an adapter without a generator (and for NULL).
  * Thread safety: any thread. */

@@ -25,6 +25,12 @@ public final class Adapter: Sendable {
         try CoreSession.checkThreads(threads)
         return Adapter(core: try core.generate(aux: aux.mapValues(\.host), threads: threads))
     }
+
+    /// One adapter that is the sum of several, each at a scale (binding it equals binding them
+    /// together): e.g. an image's request adapter and a task LoRA for one row of a mixed batch.
+    public static func compose(_ parts: [(Adapter, Float)]) throws -> Adapter {
+        Adapter(core: try CoreAdapter.compose(parts.map { ($0.0.core, $0.1) }))
+    }
 }
 
 /// How a run applies generated low-rank weights. Unmerged costs r·(in+out) multiply-adds per

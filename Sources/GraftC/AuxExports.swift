@@ -63,3 +63,19 @@ public func graft_adapter_aux_input(_ adapter: OpaquePointer!) -> UnsafePointer<
     guard let adapter, let name = object(adapter, as: AdapterBox.self).auxInput else { return nil }
     return UnsafePointer(name)
 }
+
+@c @implementation
+public func graft_adapter_compose(_ list: UnsafePointer<OpaquePointer?>!, _ scales: UnsafePointer<Float>!, _ count: Int,
+                                  _ out: UnsafeMutablePointer<OpaquePointer?>!) -> graft_status {
+    guarded {
+        let out = try require(out, "out")
+        out.pointee = nil
+        guard count > 0 else { throw invalid("count is 0: compose at least one adapter") }
+        let list = try require(list, "adapters")
+        let parts = try (0..<count).map { i -> (CoreAdapter, Float) in
+            guard let h = list[i] else { throw invalid("adapters[\(i)] is NULL") }
+            return (object(h, as: AdapterBox.self).core, scales?[i] ?? 1)
+        }
+        out.pointee = retainedHandle(AdapterBox(core: try CoreAdapter.compose(parts)))
+    }
+}

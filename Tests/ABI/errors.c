@@ -316,6 +316,10 @@ int main(int argc, char **argv) {
     EXPECT(graft_adapter_generate(NULL, &aux, 1, 1, &generated), GRAFT_STATUS_INVALID_ARGUMENT, "adapter");
     CHECK(generated == NULL);
     CHECK(graft_adapter_aux_input(NULL) == NULL);
+    EXPECT(graft_adapter_compose(NULL, NULL, 1, &generated), GRAFT_STATUS_INVALID_ARGUMENT, "adapters");
+    EXPECT(graft_adapter_compose(&null_adapter, NULL, 1, &generated), GRAFT_STATUS_INVALID_ARGUMENT, "adapters[0] is NULL");
+    EXPECT(graft_adapter_compose(&null_adapter, NULL, 1, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "out");
+    CHECK(generated == NULL);
     EXPECT(graft_model_site_count(NULL, &count), GRAFT_STATUS_INVALID_ARGUMENT, "model");
     EXPECT(graft_model_site_count(model, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "count");
     CHECK(graft_model_site_count(model, &count) == GRAFT_STATUS_OK && count == 0);

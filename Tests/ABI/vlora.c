@@ -175,6 +175,20 @@ int main(int argc, char **argv) {
         CHECK(dc <= tol);
     }
 
+    /* Per row: the image's request adapter composed with the LoRA, and a base row. */
+    graft_adapter *composed = NULL;
+    EXPECT(graft_adapter_compose(both, NULL, 0, &composed), GRAFT_STATUS_INVALID_ARGUMENT, "count is 0");
+    graft_adapter *with_generator[1] = {vlora};
+    EXPECT(graft_adapter_compose(with_generator, NULL, 1, &composed), GRAFT_STATUS_INVALID_ARGUMENT, "request adapter");
+    float cs[2] = {1.0f, 1.0f};
+    CHECK(graft_adapter_compose(both, cs, 2, &composed) == GRAFT_STATUS_OK);
+    CHECK(composed != NULL && strcmp(graft_adapter_name(composed), "lora_qvo_r8+llama_qv_r4") == 0);
+    CHECK(graft_session_set_adapters(session, &composed, NULL, 1, 0) == GRAFT_STATUS_OK);
+    double dcomp = run_llama(session, basic_dir, path("vlora/refs/compose/logits.npy"), NULL, 0);
+    if (!(dcomp <= tol)) printf("composed adapter: max|d| %g\n", dcomp);
+    CHECK(dcomp <= tol);
+    graft_adapter_free(composed);
+
     graft_adapter_free(g0);
     graft_adapter_free(g1);
     graft_adapter_free(g2);

@@ -182,6 +182,43 @@ import Testing
         #expect(maxAbsDiff(loraOnly, try session.run(inputs)["logits"]!) <= Self.mergeTolerance)
     }
 
+    /// Per-row composition: a row with the image's request adapter plus the task LoRA
+    /// (`CoreAdapter.compose`), a row with the LoRA only and a base row, in one batch.
+    @Test func composedAdaptersPerRow() throws {
+        let model = try CoreModel(path: "\(fixturesRoot)/llama_torchscript/model.onnx")
+        let vlora = try PluginRegistry.loadAdapter(model: model, path: Self.adapterPath)
+        let lora = try PluginRegistry.loadAdapter(model: model, path: "\(fixturesRoot)/adapters/llama/lora_qvo_r8")
+        let inputs = try Self.basic(model)
+        let ref = try Self.ref("compose")
+        let g0 = try vlora.generate(aux: ["image_features": try Self.features("img0")])
+        let both = try CoreAdapter.compose([(g0, 1), (lora, 1)])
+        #expect(both.name == "llama_qv_r4+lora_qvo_r8" && both.isMergeable)
+        let session = try CoreSession(model: model)
+        let base = try session.run(inputs)["logits"]!
+        try session.setAdapters([(lora, 1)])
+        let loraOnly = try session.run(inputs)["logits"]!
+        try session.setAdapters([])
+        let a = try session.run(inputs, rowAdapters: [both, nil])["logits"]!
+        #expect(maxAbsDiff(Self.rows(a, 0..<1), Self.rows(ref, 0..<1)) <= Self.tolerance)
+        #expect(maxAbsDiff(Self.rows(a, 1..<2), Self.rows(base, 1..<2)) == 0)
+        let b = try session.run(inputs, rowAdapters: [both, lora])["logits"]!
+        #expect(maxAbsDiff(Self.rows(b, 0..<1), Self.rows(ref, 0..<1)) <= Self.tolerance)
+        #expect(maxAbsDiff(Self.rows(b, 1..<2), Self.rows(loraOnly, 1..<2)) <= Self.mergeTolerance)
+        // Scales fold into the terms: compose([(lora, 0.5)]) bound equals lora bound at 0.5.
+        try session.setAdapters([(try CoreAdapter.compose([(lora, 0.5)]), 1)])
+        let half = try session.run(inputs)["logits"]!
+        try session.setAdapters([(lora, 0.5)])
+        #expect(maxAbsDiff(half, try session.run(inputs)["logits"]!) <= 1e-6)
+        let other = try CoreModel(path: "\(fixturesRoot)/llama_dynamo/model.onnx")
+        let foreign = try PluginRegistry.loadAdapter(model: other, path: "\(fixturesRoot)/adapters/llama/lora_qvo_r8")
+        let refused: [([(CoreAdapter, Float)], String)] = [([(vlora, 1)], "compose the request adapter"), ([(lora, 1), (foreign, 1)], "another model"),
+                                                           ([(lora, .nan)], "not finite"), ([], "no adapters")]
+        for (parts, fragment) in refused {
+            let e = expectError(.invalidArgument, containing: [fragment]) { _ = try CoreAdapter.compose(parts) }
+            #expect(e?.code == .invalidArgument, "\(e?.message ?? "accepted")")
+        }
+    }
+
     /// Generated weights end with their run: the next run without them is the base model exactly.
     @Test func generatedWeightsDoNotLeak() throws {
         let model = try CoreModel(path: "\(fixturesRoot)/llama_torchscript/model.onnx")

@@ -26,6 +26,11 @@ import Testing
     #expect(request.auxInput == nil)
     try session.setAdapters([(request, 1)], merged: true)
     #expect(try close(session.run(inputs)["logits"]))
+    let lora = try model.loadAdapter(path: "\(fixtures)/adapters/llama/lora_qvo_r8")
+    let both = try Adapter.compose([(request, 1), (lora, 1)])                 // one row: image + task LoRA
+    let composed = try session.run(inputs, rowAdapters: [both, nil])["logits"]!.floats()
+    let composeRef = try Tensor(npyFile: "\(fixtures)/vlora/refs/compose/logits.npy").floats()
+    #expect(zip(composed.prefix(composeRef.count / 2), composeRef).allSatisfy { abs($0 - $1) <= 1e-4 })
     try session.setAdapters([(vlora, 1)])
     #expect(throws: GraftError.self) { try session.run(inputs) }                // no features
     #expect(throws: GraftError.self) { try vlora.generate(aux: ["image_features": try Tensor([1, 2] as [Float], shape: [1, 2])]) }

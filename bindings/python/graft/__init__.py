@@ -25,7 +25,8 @@ from ._capi import (  # noqa: F401  (public status codes)
     STATUS_SHAPE_MISMATCH, STATUS_LIMIT_EXCEEDED, STATUS_INVALID_DATA, STATUS_INTERNAL,
 )
 
-__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "version", "abi_version", "load_plugin", "plugins"]
+__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "version", "abi_version", "load_plugin", "plugins",
+           "compose"]
 __version__ = "0.1.0"
 
 _TO_NUMPY = {
@@ -294,6 +295,20 @@ def _named_tensors(arrays, what: str):
 
 
 _MERGE_MODES = {"auto": 0, "unmerged": 1, "merged": 2}
+
+
+def compose(adapters: Sequence["Adapter"], scales: Optional[Sequence[float]] = None) -> "Adapter":
+    """One adapter that is the sum of `adapters`, each at its scale (default 1): binding it
+    equals binding them together. Use it to give one batch row several adapters, e.g. an image's
+    request adapter (Adapter.generate) and a task LoRA, in row_adapters. Pointer work."""
+    adapters = list(adapters)
+    if scales is not None and len(scales) != len(adapters):
+        raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"{len(adapters)} adapters but {len(scales)} scales")
+    arr = _adapter_array(adapters, allow_none=False)
+    sc = (ctypes.c_float * max(len(adapters), 1))(*(scales if scales is not None else [1.0] * len(adapters)))
+    handle = ctypes.c_void_p()
+    _c.graft_adapter_compose(arr, sc, len(adapters), ctypes.byref(handle))
+    return Adapter(handle)
 
 
 def _adapter_array(adapters, allow_none: bool):

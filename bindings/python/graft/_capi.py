@@ -262,6 +262,11 @@ graft_run_options_set_merge = _bind("graft_run_options_set_merge", graft_status,
 #                                     size_t count, int32_t threads, graft_adapter **out);
 graft_adapter_generate = _bind(
     "graft_adapter_generate", graft_status, [handle, ctypes.POINTER(Tensor), ctypes.c_size_t, ctypes.c_int32, handle_p])
+# graft_status graft_adapter_compose(graft_adapter *const *adapters, const float *scales, size_t count,
+#                                    graft_adapter **out);
+graft_adapter_compose = _bind(
+    "graft_adapter_compose", graft_status,
+    [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, handle_p])
 # const char *graft_adapter_aux_input(const graft_adapter *adapter);
 graft_adapter_aux_input = _bind("graft_adapter_aux_input", ctypes.c_char_p, [handle])
 # graft_status graft_model_site_count(const graft_model *model, size_t *count);

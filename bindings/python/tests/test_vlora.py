@@ -86,6 +86,19 @@ def test_request_adapter_composes_with_a_task_lora(model, vlora):
         assert np.max(np.abs(out - ref("compose"))) <= TOL
 
 
+def test_composed_adapter_per_row(model, vlora):
+    lora = model.load_adapter(os.path.join(FIXTURES, "adapters", "llama", "lora_qvo_r8"))
+    both = graft.compose([vlora.generate({"image_features": feats("img0")}), lora])
+    assert both.name == "llama_qv_r4+lora_qvo_r8"
+    with model.session() as s:
+        out = s.run(inputs(BASIC), row_adapters=[both, None])["logits"]
+        base = s.run(inputs(BASIC))["logits"]
+    assert np.max(np.abs(out[0] - ref("compose")[0])) <= TOL
+    assert np.array_equal(out[1], base[1])
+    with pytest.raises(graft.GraftError, match="request adapter"):
+        graft.compose([vlora, lora])
+
+
 def test_bad_auxiliary_inputs(model, vlora):
     with model.session() as s:
         s.set_adapters([vlora])
