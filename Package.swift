@@ -12,6 +12,7 @@ let package = Package(
         // Adapter plugins: each a shared object built on include/graft_plugin.h alone (never GraftCore).
         .library(name: "GraftPluginLoRA", type: .dynamic, targets: ["GraftPluginLoRA"]),
         .library(name: "GraftPluginMoELoRA", type: .dynamic, targets: ["GraftPluginMoELoRA"]),
+        .library(name: "GraftPluginVLoRA", type: .dynamic, targets: ["GraftPluginVLoRA"]),
         .library(name: "GraftPluginIA3", type: .dynamic, targets: ["GraftPluginIA3"]),
         .library(name: "GraftPluginMinimal", type: .dynamic, targets: ["GraftPluginMinimal"]),
     ],
@@ -57,6 +58,13 @@ let package = Package(
             path: "Plugins/MoELoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/MoELoRA/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginVLoRA",
+            dependencies: ["CGraftPlugin", "GraftPluginSupport"],
+            path: "Plugins/VLoRA",
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/VLoRA/exports.map"])]
         ),
         .target(
             name: "GraftPluginIA3",
