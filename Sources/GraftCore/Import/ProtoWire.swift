@@ -178,29 +178,30 @@ struct ProtoWire {
     }
 
     mutating func appendFloats(_ wire: WireType, field: Int, to values: inout [Float]) throws {
-        if wire == .lengthDelimited {
-            let run = try lengthDelimited()
-            guard run.count % 4 == 0 else { throw fail("packed field \(field) has \(run.count) bytes, not a multiple of 4", at: position) }
-            values.reserveCapacity(values.count + run.count / 4)
-            for i in 0..<run.count / 4 {
-                values.append(Float(bitPattern: UInt32(littleEndian: run.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self))))
-            }
-        } else {
-            values.append(try float(wire, field: field))
-        }
+        try appendFixed(wire, field: field, single: .fixed32, to: &values) { (bits: UInt32) in Float(bitPattern: bits) }
     }
 
     mutating func appendDoubles(_ wire: WireType, field: Int, to values: inout [Double]) throws {
+        try appendFixed(wire, field: field, single: .fixed64, to: &values) { (bits: UInt64) in Double(bitPattern: bits) }
+    }
+
+    /// A repeated fixed-width field: a packed run of little-endian `Bits`, or one value per
+    /// record with wire type `single`.
+    private mutating func appendFixed<Bits: FixedWidthInteger, Value>(_ wire: WireType, field: Int, single: WireType,
+                                                                      to values: inout [Value], _ convert: (Bits) -> Value) throws {
+        let size = MemoryLayout<Bits>.size
         if wire == .lengthDelimited {
             let run = try lengthDelimited()
-            guard run.count % 8 == 0 else { throw fail("packed field \(field) has \(run.count) bytes, not a multiple of 8", at: position) }
-            values.reserveCapacity(values.count + run.count / 8)
-            for i in 0..<run.count / 8 {
-                values.append(Double(bitPattern: UInt64(littleEndian: run.loadUnaligned(fromByteOffset: 8 * i, as: UInt64.self))))
+            guard run.count % size == 0 else {
+                throw fail("packed field \(field) has \(run.count) bytes, not a multiple of \(size)", at: position)
+            }
+            values.reserveCapacity(values.count + run.count / size)
+            for i in 0..<run.count / size {
+                values.append(convert(Bits(littleEndian: run.loadUnaligned(fromByteOffset: size * i, as: Bits.self))))
             }
         } else {
-            try expect(wire, .fixed64, field)
-            values.append(Double(bitPattern: try fixed(UInt64.self)))
+            try expect(wire, single, field)
+            values.append(convert(try fixed(Bits.self)))
         }
     }
 }
