@@ -110,6 +110,10 @@ package enum PluginHost {
             guard let builder, let router, let id else { return fail(.invalidArgument, "add_router: NULL argument") }
             return AdapterBuilder.from(builder).addRouter(router, id: id)
         }
+        t.add_generator = { builder, generator in
+            guard let builder, let generator else { return fail(.invalidArgument, "add_generator: NULL argument") }
+            return AdapterBuilder.from(builder).addGenerator(generator)
+        }
         t.set_name = { builder, name in
             guard let builder, let name else { return fail(.invalidArgument, "set_name: NULL argument") }
             AdapterBuilder.from(builder).name = String(cString: name)
@@ -186,6 +190,9 @@ final class AdapterBuilder {
     /// to the model's `Limits.adapterTerms` / `adapterBytes`; ranks to `adapterRank`.
     private var terms = 0
     private var bytes = 0
+    /// The adapter's path (the generator's model path is confined to its folder) and generator.
+    var path = ""
+    var generator: AdapterGenerator?
 
     init(model: CoreModel, name: String) {
         self.model = model

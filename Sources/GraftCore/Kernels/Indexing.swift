@@ -487,11 +487,12 @@ package enum IndexingKernels {
             throw ctx.fail(.invalidModel, "pads \(pads) remove more than input \(x.shape) holds")
         }
         let total = try ShapeKernels.checked(outShape, ctx)
+        // Nothing is allocated before the output's size is known to be allowed.
         try ctx.checkAllocation(total * elem, "\(ctx.node.label): output \(x.dtype)\(outShape)")
         if total == 0 { return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { _ in } }
-        // Per axis, output indices lo..<hi copy the input; the others are padding, whose source
-        // index PadPlan.source computes when it runs (no table sized by the output: a 1-D pad by
-        // 5·10^7 would otherwise build a 400 MB map, twice the float32 output it fills).
+        // Per level: the output positions [lo, hi) that copy the input in order; the rest are
+        // padding, whose source index `PadPlan.source` computes (nothing is sized by the dims
+        // here: a pad of 2^28 along one axis costs no plan-time memory or time).
         var lo: [Int] = [], hi: [Int] = []
         for i in 0..<r {
             let n = x.shape[i], before = pads[i], o = outShape[i]
@@ -503,9 +504,9 @@ package enum IndexingKernels {
         }
         let inStrides = Shape.strides(x.shape).map { $0 * elem }
         let outStrides = Shape.strides(outShape).map { $0 * elem }
-        let plan = PadPlan(rank: r, inShape: x.shape, outShape: outShape, before: Array(pads[0..<r]), lo: lo, hi: hi,
-                           inStrides: inStrides, outStrides: outStrides, elem: elem,
-                           mode: mode == "edge" ? .edge : mode == "reflect" ? .reflect : .constant)
+        let padMode: PadPlan.Mode = mode == "edge" ? .edge : mode == "reflect" ? .reflect : .constant
+        let plan = PadPlan(rank: r, outShape: outShape, inShape: x.shape, before: Array(pads[0..<r]), mode: padMode, lo: lo, hi: hi,
+                           inStrides: inStrides, outStrides: outStrides, elem: elem)
         let fixed = attrValue
         return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { [valueFromInput] io in
             guard total > 0 else { return }
@@ -522,16 +523,15 @@ package enum IndexingKernels {
     }
 
     struct PadPlan: Sendable {
-        enum Mode: Sendable { case constant, edge, reflect }
+        enum Mode { case constant, edge, reflect }
         let rank: Int
-        /// Per axis: input and output sizes, padding before (may be negative: a crop), and the
-        /// output range lo..<hi that copies input elements (lo - before onwards).
-        let inShape: [Int], outShape: [Int], before: [Int], lo: [Int], hi: [Int]
+        let outShape: [Int], inShape: [Int], before: [Int]
+        let mode: Mode
+        let lo: [Int], hi: [Int]
         let inStrides: [Int], outStrides: [Int]
         let elem: Int
-        let mode: Mode
 
-        /// Input index that output index `j` of axis `level` reads, or -1 for the constant.
+        /// Input index that output position `j` of axis `level` reads, or -1 for the constant.
         @inline(__always)
         func source(_ level: Int, _ j: Int) -> Int {
             let n = inShape[level]
@@ -554,7 +554,7 @@ package enum IndexingKernels {
             if level == rank - 1 {
                 let l = lo[level], h = hi[level]
                 for j in 0..<l { edgeElement(j, level, src, dst, bits) }
-                if h > l { (dst + l * elem).copyMemory(from: src + (l - before[level]) * elem, byteCount: (h - l) * elem) }
+                if h > l { (dst + l * elem).copyMemory(from: src + source(level, l) * elem, byteCount: (h - l) * elem) }
                 for j in h..<o { edgeElement(j, level, src, dst, bits) }
                 return
             }
