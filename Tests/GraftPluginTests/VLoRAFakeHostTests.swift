@@ -55,6 +55,7 @@ struct VLoRAFakeHostTests {
             return GRAFT_PLUGIN_OK
         }
         let table = try #require(v.entry(host))
+        processLifetimeTables += [UnsafeRawPointer(table), UnsafeRawPointer(host)]   // as the real host: never freed
         let builder = FakeBuilder(sites: llamaSites)
         hostError = ""
         declared = nil
@@ -88,6 +89,7 @@ struct VLoRAFakeHostTests {
         nullSlot.initialize(to: makeHostAPI())   // the fake host has no add_generator: NULL
         for (host, fragments) in [(v11, ["plugin ABI 1.2", "speaks 1.1"]), (nullSlot, ["plugin ABI 1.2"])] {
             let table = try #require(v.entry(host))
+            processLifetimeTables += [UnsafeRawPointer(table), UnsafeRawPointer(host)]   // as the real host: never freed
             let builder = FakeBuilder(sites: llamaSites)
             hostError = ""
             let status = table.pointee.load!(table.pointee.ctx, Self.fixture, builder.pointer)
