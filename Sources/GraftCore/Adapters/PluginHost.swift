@@ -110,6 +110,14 @@ package enum PluginHost {
             guard let builder, let router, let id else { return fail(.invalidArgument, "add_router: NULL argument") }
             return AdapterBuilder.from(builder).addRouter(router, id: id)
         }
+        t.add_block_mixture = { builder, mixture, id in
+            guard let builder, let mixture, let id else { return fail(.invalidArgument, "add_block_mixture: NULL argument") }
+            return AdapterBuilder.from(builder).addBlockMixture(mixture, id: id)
+        }
+        t.add_block_delta = { builder, delta in
+            guard let builder, let delta else { return fail(.invalidArgument, "add_block_delta: NULL argument") }
+            return AdapterBuilder.from(builder).addBlockDelta(delta)
+        }
         t.set_name = { builder, name in
             guard let builder, let name else { return fail(.invalidArgument, "set_name: NULL argument") }
             AdapterBuilder.from(builder).name = String(cString: name)
@@ -182,6 +190,8 @@ final class AdapterBuilder {
     var routers: [CoreAdapter.Router] = []
     var inputScales: [Int: HostTensor] = [:]
     var outputScales: [Int: HostTensor] = [:]
+    /// Block mixtures (BlockMixtureBuilder.swift).
+    var blocks: [CoreAdapter.BlockMixture] = []
     /// Largest rank a term may have (keeps a hostile plugin file from asking for huge copies).
     static let maxRank = 4096
 
