@@ -175,6 +175,17 @@ func loadMixLoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) has no \(mixloraPrefix)<i>.mlp.moe_gate.weight: a MixLoRA checkpoint has a router per layer")
     }
 
+    // The package injects a mixture into every layer of the model (and fails on a missing one):
+    // a model layer with a gated MLP the checkpoint has no router for is an error, not the base MLP.
+    let covered = Set(layers.compactMap { $0.value.moeGate == nil ? nil : $0.key })
+    for index in 0..<(host.api.pointee.site_count?(builder) ?? 0) {
+        guard let name = try host.siteInfo(builder, index).name.map({ String(cString: $0) }),
+              name.hasSuffix(".mlp.gate_proj"), let range = name.ranges(of: "model.layers.").last else { continue }
+        if let layer = decimal(name[range.upperBound...].prefix { $0 != "." }), !covered.contains(layer) {
+            throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "the model has layer \(layer) (\(name)) but \(weightsFileName) has no \(mixloraPrefix)\(layer).mlp.moe_gate.weight: a MixLoRA checkpoint covers every layer")
+        }
+    }
+
     let scale = config.scale
     for t in attention {
         var term = graft_lowrank_term(

@@ -178,6 +178,39 @@ extension AdapterFixtureTests {
             }
         }
 
+        /// A checkpoint without layer 1's router (and experts): the model's layer 1 is not left as the base MLP.
+        @Test func missingLayerIsAClearError() throws {
+            let model = try CoreModel(path: "\(fixturesRoot)/llama_dynamo/model.onnx")
+            let dir = TempDir()
+            defer { dir.cleanup() }
+            let path = try Self.copy("mixlora_e4_top2", to: dir, config: { $0 }, safetensors: false)
+            let file = try SafetensorsFile(path: Self.adapterPath("mixlora_e4_top2") + "/adapter_model.safetensors")
+            var tensors: [(String, [Int], [Float])] = []
+            for entry in file.entries where !entry.name.hasPrefix("mixlora.layers.1.") {
+                let t = try file.floats(entry)
+                tensors.append((entry.name, entry.shape, Array(UnsafeBufferPointer(start: t.pointer(Float.self), count: t.count))))
+            }
+            Self.writeSafetensors(path + "/adapter_model.safetensors", tensors)
+            let e = expectError(.invalidData, containing: ["the model has layer 1", "mixlora.layers.1.mlp.moe_gate.weight"]) {
+                _ = try PluginRegistry.loadAdapter(model: model, path: path)
+            }
+            #expect(e != nil && e?.code != .internalError, "\(e?.message ?? "loaded without error")")
+        }
+
+        static func writeSafetensors(_ path: String, _ tensors: [(String, [Int], [Float])]) {
+            var header = "{", data: [UInt8] = [], offset = 0
+            for (i, (name, shape, values)) in tensors.enumerated() {
+                header += (i == 0 ? "" : ",") + "\"\(name)\":{\"dtype\":\"F32\",\"shape\":[\(shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(offset + 4 * values.count)]}"
+                for v in values { withUnsafeBytes(of: v.bitPattern.littleEndian) { data += $0 } }
+                offset += 4 * values.count
+            }
+            header += "}"
+            let h = Array(header.utf8)
+            var bytes: [UInt8] = []
+            withUnsafeBytes(of: UInt64(h.count).littleEndian) { bytes += $0 }
+            _ = FileManager.default.createFile(atPath: path, contents: Data(bytes + h + data))
+        }
+
         /// The package's own file is a pickle: refused, naming the one-line conversion.
         @Test func pickleIsRefusedWithTheConversion() throws {
             let model = try CoreModel(path: "\(fixturesRoot)/llama_dynamo/model.onnx")
