@@ -78,6 +78,31 @@ extension AdapterFixtureTests {
             }
         }
 
+        /// Two threads split the block's tokens (basic and leftpad stacked: 28 tokens, two ranges of
+        /// 14): the same answers as the package, row by row.
+        @Test func threadsSplitTheTokens() throws {
+            let model = try CoreModel(path: "\(fixturesRoot)/llama_dynamo/model.onnx")
+            let adapter = try PluginRegistry.loadAdapter(model: model, path: Self.adapterPath("mixlora_e4_top2"))
+            let a = try Self.inputs(model, "llama_torchscript/basic/inputs"), b = try Self.inputs(model, "llama_torchscript/leftpad/inputs")
+            var stacked: [String: HostTensor] = [:]
+            for (name, t) in a {
+                let u = b[name]!
+                let both = HostTensor(zeros: t.dtype, shape: [t.shape[0] + u.shape[0]] + t.shape.dropFirst())
+                both.raw.copyMemory(from: t.raw, byteCount: t.byteCount)
+                (both.raw + t.byteCount).copyMemory(from: u.raw, byteCount: u.byteCount)
+                stacked[name] = both
+            }
+            let session = try CoreSession(model: model, threads: 2)
+            try session.setAdapters([(adapter, 1)])
+            let out = try session.run(stacked)["logits"]!
+            let refs = [try Npy.read(path: "\(Self.root)/llama/refs/mixlora_e4_top2/basic/logits.npy"),
+                        try Npy.read(path: "\(Self.root)/llama/refs/mixlora_e4_top2/leftpad/logits.npy")]
+            for row in 0..<4 {
+                let d = zip(Self.rows(out, row), Self.rows(refs[row / 2], row % 2)).map { abs($0 - $1) }.max()!
+                #expect(d <= Self.tolerance, "row \(row) with 2 threads: max|Δ| \(d)")
+            }
+        }
+
         /// Per-row: the mixture on row 0 only; row 0 is the package's reference, row 1 the base model
         /// (the block's own activation and Mul then run and feed the rows the mixture does not cover).
         @Test(arguments: fixtures)

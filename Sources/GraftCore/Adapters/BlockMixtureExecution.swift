@@ -32,16 +32,24 @@ final class BlockMixtureState {
     /// Blocks whose activation / Mul steps are skipped (a mixture covers every row).
     private var skipped: Set<Int> = []
 
-    // Scratch, reused across runs. Shapes in tokens T of the plan, routed tokens k of one expert.
+    // Scratch, reused across runs. Shapes in tokens T of the plan.
     var hbar = ScratchBuffer()       // [T, I] h̄ (I: gate/up out features = down in features)
     var ydelta = ScratchBuffer()     // [T, O] Σ_e w δ_d,e (O: down out features)
-    var weights = ScratchBuffer()    // [m, E] router weights of a row block
-    var xs = ScratchBuffer()         // [k, H] gathered block inputs
-    var gs = ScratchBuffer()         // [k, I] gathered G, then h
-    var us = ScratchBuffer()         // [k, I] gathered U
-    var sig = ScratchBuffer()        // [k, I] sigmoid(G) for SiLU
-    var low = ScratchBuffer()        // [k, r] A v
-    var downOut = ScratchBuffer()    // [k, O] one expert's down delta before scattering
+    /// One per thread: each thread takes a contiguous range of tokens (all experts), so the
+    /// threads write disjoint rows of h̄ and ydelta.
+    var workers: [Worker] = []
+
+    final class Worker {
+        // Shapes in m tokens of the worker's range, k tokens routed to one expert.
+        var weights = ScratchBuffer()    // [m, E] router weights
+        var xs = ScratchBuffer()         // [k, H] gathered block inputs
+        var gs = ScratchBuffer()         // [k, I] gathered G, then h
+        var us = ScratchBuffer()         // [k, I] gathered U
+        var sig = ScratchBuffer()        // [k, I] sigmoid(G) for SiLU, GELU(G)
+        var low = ScratchBuffer()        // [k, r] σ(A v)
+        var downOut = ScratchBuffer()    // [k, O] one expert's down delta before scattering
+        var routed: [Int] = []           // the k token indices
+    }
 
     var isEmpty: Bool { byDown.isEmpty }
 
@@ -71,7 +79,7 @@ extension SessionAdapters {
     /// down deltas and points the site's input slot at h̄. Returns the slot's own pointer (to
     /// restore after `finishBlock`), or nil when no mixture ends at this site.
     func mixBlockInput(downSite: Int, plan: Plan, slots: UnsafeMutablePointer<UnsafeMutableRawPointer>, sites: [Site],
-                       batch: Int) throws -> UnsafeMutableRawPointer? {
+                       batch: Int, threads: Int) throws -> UnsafeMutableRawPointer? {
         let state = blockMixtures
         guard let list = state.byDown[downSite], let block = list.first?.block else { return nil }
         guard let g = plan.siteSlots[block.gate], let u = plan.siteSlots[block.up], let d = plan.siteSlots[block.down] else {
@@ -90,11 +98,20 @@ extension SessionAdapters {
             // Rows no mixture covers keep the graph's own activation ⊙ up (its steps ran).
             hbar.update(from: original.assumingMemoryBound(to: Float.self), count: tokens * inner)
         }
+        while state.workers.count < threads { state.workers.append(BlockMixtureState.Worker()) }
+        let workers = state.workers
         for active in list {
             try forEachBlock(active.rows, rows: tokens, batch: batch) { start, m in
-                Self.mix(active, state: state, tokens: m, hidden: hidden, inner: inner, out: out,
-                         x: x + start * hidden, g: gy + start * inner, u: uy + start * inner,
-                         hbar: hbar + start * inner, ydelta: ydelta + start * out)
+                // At most `threads` contiguous token ranges of at least 8 tokens, one per worker.
+                let chunks = max(1, min(threads, m / 8))
+                parallelFor(chunks, threads: chunks) { range in
+                    for c in range {
+                        let lo = start + m * c / chunks, hi = start + m * (c + 1) / chunks
+                        Self.mix(active, worker: workers[c], tokens: hi - lo, hidden: hidden, inner: inner, out: out,
+                                 x: x + lo * hidden, g: gy + lo * inner, u: uy + lo * inner,
+                                 hbar: hbar + lo * inner, ydelta: ydelta + lo * out)
+                    }
+                }
             }
         }
         slots[Int(d.x)] = UnsafeMutableRawPointer(hbar)
@@ -110,18 +127,17 @@ extension SessionAdapters {
 
     /// One mixture over `tokens` consecutive tokens: writes h̄ [tokens, I] and adds the down
     /// deltas to ydelta [tokens, O].
-    private static func mix(_ a: BlockMixtureState.Active, state: BlockMixtureState, tokens n: Int, hidden: Int, inner: Int, out: Int,
+    private static func mix(_ a: BlockMixtureState.Active, worker state: BlockMixtureState.Worker, tokens n: Int, hidden: Int, inner: Int, out: Int,
                             x: UnsafePointer<Float>, g: UnsafePointer<Float>, u: UnsafePointer<Float>,
                             hbar: UnsafeMutablePointer<Float>, ydelta: UnsafeMutablePointer<Float>) {
         let experts = a.router.experts
         let w = state.weights.floats(n * experts)                  // [n, E]
         route(a.router, x: x, rows: n, inFeatures: hidden, into: w)
         hbar.update(repeating: 0, count: n * inner)
-        var routed: [Int] = []
-        routed.reserveCapacity(n)
         for e in 0..<experts {
-            routed.removeAll(keepingCapacity: true)
-            for t in 0..<n where w[t * experts + e] != 0 { routed.append(t) }
+            state.routed.removeAll(keepingCapacity: true)
+            for t in 0..<n where w[t * experts + e] != 0 { state.routed.append(t) }
+            let routed = state.routed
             let k = routed.count
             guard k > 0 else { continue }
             // Gather the routed tokens' x, G, U.
@@ -158,7 +174,7 @@ extension SessionAdapters {
 
     /// y[k, out] += c·s · σ(v Aᵀ) Bᵀ for one delta.
     private static func addLowRank(_ t: CoreAdapter.LowRank, scale: Float, v: UnsafePointer<Float>, rows k: Int,
-                                   into y: UnsafeMutablePointer<Float>, state: BlockMixtureState) {
+                                   into y: UnsafeMutablePointer<Float>, state: BlockMixtureState.Worker) {
         let r = t.rank, inF = t.a.shape[1], outF = t.b.shape[0]
         let low = state.low.floats(k * r)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(k), Int32(r), Int32(inF), 1, v, Int32(inF),
@@ -169,7 +185,7 @@ extension SessionAdapters {
     }
 
     /// The block's act, in place (the graph's own activation chain is not used).
-    private static func blockActivation(_ act: Int32, _ v: UnsafeMutablePointer<Float>, count: Int, state: BlockMixtureState) {
+    private static func blockActivation(_ act: Int32, _ v: UnsafeMutablePointer<Float>, count: Int, state: BlockMixtureState.Worker) {
         switch act {
         case GRAFT_ACTIVATION_SILU:
             let s = state.sig.floats(count)

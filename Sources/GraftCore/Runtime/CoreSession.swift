@@ -138,7 +138,8 @@ package final class CoreSession {
                 if step.blockOf >= 0 && active.blockMixtures.skips(block: Int(step.blockOf)) { continue }
                 var blockInput: UnsafeMutableRawPointer?
                 if step.linearOf >= 0 {
-                    blockInput = try active.mixBlockInput(downSite: Int(step.linearOf), plan: plan, slots: slots, sites: sites, batch: batch)
+                    blockInput = try active.mixBlockInput(downSite: Int(step.linearOf), plan: plan, slots: slots, sites: sites, batch: batch,
+                                                            threads: threads)
                 }
                 var restore: UnsafeMutableRawPointer?
                 if step.linearOf >= 0, let s = plan.siteSlots[Int(step.linearOf)] {
