@@ -81,19 +81,28 @@ final class RunOptionsBox {
     var rowAdapters: [CoreAdapter?]?
     /// Modality id per token (nil: none).
     var modalities: [UInt8]?
+    /// Auxiliary tensors by name, copied (nil: none), and how generated weights are applied.
+    var aux: [String: HostTensor]?
+    var merge = MergePolicy.auto
 }
 
 /// An adapter plus its name as a C string.
 final class AdapterBox {
     let core: CoreAdapter
     let name: UnsafeMutablePointer<CChar>
+    /// The generator's auxiliary input name (nil: not a generator).
+    let auxInput: UnsafeMutablePointer<CChar>?
 
     init(core: CoreAdapter) {
         self.core = core
         name = strdup(core.name)
+        auxInput = core.generator.map { strdup($0.auxInput) }
     }
 
-    deinit { free(name) }
+    deinit {
+        free(name)
+        free(auxInput)
+    }
 }
 
 // MARK: - Handle conversion

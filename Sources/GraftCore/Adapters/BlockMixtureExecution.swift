@@ -55,6 +55,12 @@ final class BlockMixtureState {
 
     func skips(block: Int) -> Bool { skipped.contains(block) }
 
+    /// Drops every mixture (the end of a run's generated-weights binding).
+    func clear() {
+        byDown = [:]
+        skipped = []
+    }
+
     /// Binds the block mixtures of `bindings` (adapter, caller scale, rows or nil for all).
     func bind(_ bindings: [(CoreAdapter, Float, [Int]?)], model: CoreModel) throws {
         var next: [Int: [Active]] = [:]

@@ -58,10 +58,12 @@ package final class CoreAdapter: @unchecked Sendable {
     package let outputScales: [Int: HostTensor]
     /// Block mixtures, at most one per block.
     package let blocks: [BlockMixture]
+    /// Terms generated per request from auxiliary inputs (VLoRA), or nil.
+    package let generator: AdapterGenerator?
 
     package init(name: String, source: String, plugin: String, model: ObjectIdentifier,
                  lowRank: [Int: [LowRank]], routers: [Router] = [], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor],
-                 blocks: [BlockMixture] = []) {
+                 blocks: [BlockMixture] = [], generator: AdapterGenerator? = nil) {
         self.name = name
         self.source = source
         self.plugin = plugin
@@ -71,6 +73,7 @@ package final class CoreAdapter: @unchecked Sendable {
         self.inputScales = inputScales
         self.outputScales = outputScales
         self.blocks = blocks
+        self.generator = generator
     }
 
     /// Sites the adapter touches, sorted.

@@ -118,6 +118,10 @@ package enum PluginHost {
             guard let builder, let delta else { return fail(.invalidArgument, "add_block_delta: NULL argument") }
             return AdapterBuilder.from(builder).addBlockDelta(delta)
         }
+        t.add_generator = { builder, generator in
+            guard let builder, let generator else { return fail(.invalidArgument, "add_generator: NULL argument") }
+            return AdapterBuilder.from(builder).addGenerator(generator)
+        }
         t.set_name = { builder, name in
             guard let builder, let name else { return fail(.invalidArgument, "set_name: NULL argument") }
             AdapterBuilder.from(builder).name = String(cString: name)
@@ -192,6 +196,9 @@ final class AdapterBuilder {
     var outputScales: [Int: HostTensor] = [:]
     /// Block mixtures (BlockMixtureBuilder.swift).
     var blocks: [CoreAdapter.BlockMixture] = []
+    /// The adapter's path (the generator's model path is confined to its folder) and generator.
+    var path = ""
+    var generator: AdapterGenerator?
     /// Largest rank a term may have (keeps a hostile plugin file from asking for huge copies).
     static let maxRank = 4096
 
