@@ -110,6 +110,14 @@ package enum PluginHost {
             guard let builder, let router, let id else { return fail(.invalidArgument, "add_router: NULL argument") }
             return AdapterBuilder.from(builder).addRouter(router, id: id)
         }
+        t.add_block_mixture = { builder, mixture, id in
+            guard let builder, let mixture, let id else { return fail(.invalidArgument, "add_block_mixture: NULL argument") }
+            return AdapterBuilder.from(builder).addBlockMixture(mixture, id: id)
+        }
+        t.add_block_delta = { builder, delta in
+            guard let builder, let delta else { return fail(.invalidArgument, "add_block_delta: NULL argument") }
+            return AdapterBuilder.from(builder).addBlockDelta(delta)
+        }
         t.add_generator = { builder, generator in
             guard let builder, let generator else { return fail(.invalidArgument, "add_generator: NULL argument") }
             return AdapterBuilder.from(builder).addGenerator(generator)
@@ -186,6 +194,8 @@ final class AdapterBuilder {
     var routers: [CoreAdapter.Router] = []
     var inputScales: [Int: HostTensor] = [:]
     var outputScales: [Int: HostTensor] = [:]
+    /// Block mixtures (BlockMixtureBuilder.swift).
+    var blocks: [CoreAdapter.BlockMixture] = []
     /// The adapter's path (the generator's model path is confined to its folder) and generator.
     var path = ""
     var generator: AdapterGenerator?
