@@ -85,6 +85,13 @@ extern "C" {
                                    renormalise if asked */
 #define GRAFT_GATE_SIGMOID 3    /* p = sigmoid(z), each expert independently */
 
+/* Block kinds (since 1.2): a subgraph of several sites that a block mixture replaces. */
+#define GRAFT_BLOCK_GATED_MLP 0 /* y = down( act(gate(x)) ⊙ up(x) ), Llama / Mistral / Qwen2 MLP */
+/* The projections of a GRAFT_BLOCK_GATED_MLP block, for graft_block_delta.projection. */
+#define GRAFT_BLOCK_PROJ_GATE 0
+#define GRAFT_BLOCK_PROJ_UP 1
+#define GRAFT_BLOCK_PROJ_DOWN 2
+
 /* Log levels for graft_host_api.log. */
 #define GRAFT_LOG_DEBUG 0
 #define GRAFT_LOG_INFO 1
@@ -186,6 +193,42 @@ typedef struct graft_generator {
     uint32_t term_count;
 } graft_generator;
 
+/* A block mixture (since 1.2): a mixture of experts over a whole block rather than one site.
+   For GRAFT_BLOCK_GATED_MLP with router weights w[t, e] (the router's gate applied to the block
+   input x_t) and expert e's low-rank deltas δ_{p,e}(v) = s · B σ(A v) on projection p (0 when the
+   expert has none):
+
+       h_{t,e} = act(W_g x_t + δ_{g,e}(x_t)) ⊙ (W_u x_t + δ_{u,e}(x_t))
+       y_t     = Σ_e w[t,e] · (W_d h_{t,e} + δ_{d,e}(h_{t,e}))
+
+   so the nonlinearity sits inside each expert (MixLoRA). `act` replaces the graph's own
+   activation between gate and up. The host evaluates it with the base products W_g x, W_u x
+   computed once for all experts, and W_d once on Σ_e w[t,e] h_{t,e} (linearity). The three sites
+   must form a block the host recognised in the graph (gate and up read the same input, an
+   elementwise chain from gate's output times up's output feeds down; no biases). */
+typedef struct graft_block_mixture {
+    uint32_t struct_size;      /* sizeof(graft_block_mixture) */
+    int32_t kind;              /* GRAFT_BLOCK_GATED_MLP */
+    uint32_t gate_site;        /* site indices of the block's projections */
+    uint32_t up_site;
+    uint32_t down_site;
+    int32_t activation;        /* GRAFT_ACTIVATION_RELU / GELU (erf) / SILU: act in the formula */
+    uint32_t router;           /* id from add_router at gate_site: w[t, e]; its expert count is E */
+} graft_block_mixture;
+
+/* One expert's low-rank delta on one projection of a block mixture (since 1.2). */
+typedef struct graft_block_delta {
+    uint32_t struct_size;      /* sizeof(graft_block_delta) */
+    uint32_t block;            /* id from add_block_mixture */
+    uint32_t expert;           /* < the router's expert count */
+    int32_t projection;        /* GRAFT_BLOCK_PROJ_*; at most one delta per (expert, projection) */
+    uint32_t rank;             /* r >= 1 */
+    const float *a;            /* [rank × in_features of that projection's site]; copied */
+    const float *b;            /* [out_features × rank]; copied */
+    float scale;               /* s */
+    int32_t activation;        /* GRAFT_ACTIVATION_* between A and B (IDENTITY for LoRA) */
+} graft_block_delta;
+
 /* What the host lends a plugin. Every function is thread-safe unless it says otherwise. */
 typedef struct graft_host_api {
     uint32_t abi_version;      /* the host's GRAFT_PLUGIN_ABI_VERSION */
@@ -241,6 +284,14 @@ typedef struct graft_host_api {
        (at most one per adapter); the adapter then needs its auxiliary input at run time. The
        host copies everything. */
     int32_t (*add_generator)(graft_adapter_builder *builder, const graft_generator *generator);
+
+    /* Since 1.2 — check struct_size covers them before calling. Adds a block mixture over three
+       sites (an error naming the sites when they do not form a block of the `kind` in this
+       model); writes its id (>= 1) for graft_block_delta.block. A block takes one mixture per
+       adapter. */
+    int32_t (*add_block_mixture)(graft_adapter_builder *builder, const graft_block_mixture *mixture, uint32_t *id);
+    /* Adds one expert's delta on one projection of a block mixture. */
+    int32_t (*add_block_delta)(graft_adapter_builder *builder, const graft_block_delta *delta);
 } graft_host_api;
 
 /* What a plugin returns from graft_plugin_entry. Static storage is fine: the plugin is never

@@ -41,13 +41,13 @@ struct MoEConfig {
     }
 }
 
-private func invalid(_ field: String, _ expected: String, _ got: JSONValue) -> PluginFailure {
+func invalid(_ field: String, _ expected: String, _ got: JSONValue) -> PluginFailure {
     PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
                   "adapter_config.json: \"\(field)\" must be \(expected), got \(got.kindDescription)\(shortValue(got))")
 }
 
 /// " (4.5)" / " (\"x\")" for scalars, so the message shows what was there.
-private func shortValue(_ value: JSONValue) -> String {
+func shortValue(_ value: JSONValue) -> String {
     switch value {
     case .number(let n): return " (\(n == n.rounded() && abs(n) < 1e15 ? String(Int64(n)) : String(n)))"
     case .string(let s): return " (\"\(s.count > 40 ? String(s.prefix(40)) + "…" : s)\")"
@@ -56,20 +56,20 @@ private func shortValue(_ value: JSONValue) -> String {
     }
 }
 
-private func integer(_ value: JSONValue, _ field: String, _ range: ClosedRange<Int>) throws(PluginFailure) -> Int {
+func integer(_ value: JSONValue, _ field: String, _ range: ClosedRange<Int>) throws(PluginFailure) -> Int {
     guard case .number(let number) = value, number.isFinite, number == number.rounded(),
           number >= Double(range.lowerBound), number <= Double(range.upperBound)
     else { throw invalid(field, "an integer in \(range.lowerBound)...\(range.upperBound)", value) }
     return Int(number)
 }
 
-private func boolean(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Bool {
+func boolean(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Bool {
     guard case .bool(let flag) = value else { throw invalid(field, "true or false", value) }
     return flag
 }
 
 /// The member, with JSON null taken as absent.
-private func member(_ json: JSONValue, _ key: String) -> JSONValue? {
+func member(_ json: JSONValue, _ key: String) -> JSONValue? {
     guard let value = json[key] else { return nil }
     if case .null = value { return nil }
     return value

@@ -128,6 +128,38 @@ package struct Host {
         return id
     }
 
+    /// Byte size of graft_host_api up to and including add_block_delta (ABI 1.2).
+    package static let blockSize = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_block_delta)! + MemoryLayout<UnsafeRawPointer>.size
+
+    /// Block mixtures need plugin ABI 1.2: `struct_size` must cover add_block_mixture and
+    /// add_block_delta, and both must be set.
+    package func requireBlocks(_ plugin: String) throws(PluginFailure) {
+        let size = Int(api.pointee.struct_size)
+        let version = api.pointee.abi_version
+        guard size >= Self.blockSize, version & 0xFFFF >= 2, api.pointee.add_block_mixture != nil, api.pointee.add_block_delta != nil else {
+            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, """
+                \(plugin): block-level mixtures need a host with plugin ABI 1.2 or newer (graft_host_api.add_block_mixture); \
+                this host speaks \(version >> 16).\(version & 0xFFFF) and its function table is \(size) bytes (1.2 needs \(Self.blockSize))
+                """)
+        }
+    }
+
+    /// Adds a block mixture; returns its id (>= 1) for graft_block_delta.block.
+    package func addBlockMixture(_ builder: OpaquePointer, _ mixture: inout graft_block_mixture, plugin: String) throws(PluginFailure) -> UInt32 {
+        try requireBlocks(plugin)
+        var id: UInt32 = 0
+        let status = api.pointee.add_block_mixture!(builder, &mixture, &id)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+        guard id >= 1 else { throw PluginFailure(GRAFT_PLUGIN_INTERNAL, "the host's add_block_mixture returned block id 0") }
+        return id
+    }
+
+    package func addBlockDelta(_ builder: OpaquePointer, _ delta: inout graft_block_delta, plugin: String) throws(PluginFailure) {
+        try requireBlocks(plugin)
+        let status = api.pointee.add_block_delta!(builder, &delta)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+    }
+
     /// Byte size of graft_host_api up to and including add_generator (ABI 1.2).
     package static let generatorSize = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_generator)! + MemoryLayout<UnsafeRawPointer>.size
 

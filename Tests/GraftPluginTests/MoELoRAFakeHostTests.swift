@@ -59,3 +59,30 @@ struct MoELoRAFakeHostTests {
         }
     }
 }
+
+@Suite("MixLoRA checkpoints in the MoE-LoRA plugin with a fake host", .serialized)
+struct MixLoRAFakeHostTests {
+    static let mixlora = Paths.adapters + "/../mixlora/llama"
+
+    @Test func claimsMixLoRADirectories() throws {
+        let moe = try moePlugin.get()
+        #expect(moe.claims(Self.mixlora + "/mixlora_e4_top2") == 1)
+        #expect(moe.claims(Self.mixlora + "/mixlora_e3_top1_gelu/") == 1)
+        #expect(try loraPlugin.get().claims(Self.mixlora + "/mixlora_e4_top2") == 0)
+    }
+
+    /// A 1.1 host (routers, no block mixtures) gets the plugin; loading MixLoRA says blocks need 1.2.
+    @Test func loadRefusesHostsWithoutBlockMixtures() throws {
+        let moe = try moePlugin.get()
+        let v11 = UnsafeMutablePointer<graft_host_api>.allocate(capacity: 1)   // lives for the run: the table keeps it
+        v11.initialize(to: makeHostAPI(abiVersion: UInt32(GRAFT_PLUGIN_ABI_MAJOR) << 16 | 1))
+        v11.pointee.struct_size = UInt32(MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_block_mixture)!)
+        let table = try #require(moe.entry(v11))
+        let builder = FakeBuilder(sites: bertSites)
+        hostError = ""
+        let status = table.pointee.load!(table.pointee.ctx, Self.mixlora + "/mixlora_e4_top2", builder.pointer)
+        #expect(status == GRAFT_PLUGIN_UNSUPPORTED)
+        #expect(["plugin ABI 1.2", "speaks 1.1"].allSatisfy { hostError.contains($0) }, "\(hostError)")
+        #expect(builder.terms.isEmpty)
+    }
+}

@@ -44,8 +44,10 @@ final class SessionAdapters {
     private var routerGates = ScratchBuffer()
     /// Modality id per token for the current run (nil: none given).
     var modalities: [UInt8]?
+    /// Block mixtures bound and their scratch (BlockMixtureExecution.swift).
+    let blockMixtures = BlockMixtureState()
 
-    var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty }
+    var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty && blockMixtures.isEmpty }
 
     init(siteCount: Int) {
         sites = Array(repeating: nil, count: siteCount)
@@ -76,6 +78,7 @@ final class SessionAdapters {
             }
             Self.addScales(adapter, rows: nil, into: &next)
         }
+        try blockMixtures.bind(bindings.map { ($0.0, $0.1, nil) }, model: model)
         sites = next
         mergedWeights = weights
     }
@@ -99,6 +102,7 @@ final class SessionAdapters {
             }
             Self.addScales(adapter, rows: rowList, into: &next)
         }
+        try blockMixtures.bind(order.map { (byAdapter[$0]!.0, 1, byAdapter[$0]!.1) }, model: model)
         sites = next
         mergedWeights = [:]
     }
@@ -147,6 +151,7 @@ final class SessionAdapters {
             }
             Self.addScales(e.adapter, rows: e.rows, into: &next)
         }
+        try blockMixtures.bind(entries.filter { $0.use == .terms }.map { ($0.adapter, $0.scale, $0.rows) }, model: model)
         sites = next
         mergedWeights = weights
     }
@@ -156,6 +161,7 @@ final class SessionAdapters {
         sites = Array(repeating: nil, count: sites.count)
         mergedWeights = [:]
         modalities = nil
+        blockMixtures.clear()
     }
 
     private static func checkBelongs(_ adapter: CoreAdapter, to model: CoreModel) throws {
@@ -300,7 +306,7 @@ final class SessionAdapters {
 
     /// Calls `body(firstToken, tokenCount)` for each contiguous block of tokens of `rowList`
     /// (all tokens when nil). Tokens are split evenly into `batch` rows.
-    private func forEachBlock(_ rowList: [Int]?, rows tokens: Int, batch: Int, _ body: (Int, Int) throws -> Void) throws {
+    func forEachBlock(_ rowList: [Int]?, rows tokens: Int, batch: Int, _ body: (Int, Int) throws -> Void) throws {
         guard let rowList else {
             if tokens > 0 { try body(0, tokens) }
             return
@@ -319,7 +325,7 @@ final class SessionAdapters {
     }
 
     /// G [rows, E] = gate(X · Wᵀ + b) for one router.
-    private static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>) {
+    static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>) {
         let e = r.experts
         guard rows > 0 else { return }
         if let b = r.bias {
@@ -366,7 +372,7 @@ final class SessionAdapters {
         }
     }
 
-    private static func activate(_ u: UnsafeMutablePointer<Float>, count: Int, _ act: Int32) {
+    static func activate(_ u: UnsafeMutablePointer<Float>, count: Int, _ act: Int32) {
         switch act {
         case GRAFT_ACTIVATION_RELU: for i in 0..<count { u[i] = max(u[i], 0) }
         case GRAFT_ACTIVATION_GELU: for i in 0..<count { u[i] = 0.5 * u[i] * (1 + erff(u[i] * 0.70710678)) }

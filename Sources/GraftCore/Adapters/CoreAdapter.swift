@@ -32,6 +32,18 @@ package final class CoreAdapter: @unchecked Sendable {
         package let threshold: Float
     }
 
+    /// A mixture of experts over a whole gated MLP block (graft_block_mixture): the router at
+    /// the block's gate site weighs experts that each own the block with low-rank deltas on its
+    /// projections, `act` inside (BlockMixtureExecution.swift).
+    package struct BlockMixture: Sendable {
+        package let block: Int               // index into the model's `blocks`
+        package let router: Int              // index into the adapter's `routers`
+        package let activation: Int32        // GRAFT_ACTIVATION_*: act(gate) in every expert
+        /// deltas[e][p]: expert e's term on projection p (GRAFT_BLOCK_PROJ_*), nil when none.
+        /// A term's `site` is that projection's site.
+        package var deltas: [[LowRank?]]
+    }
+
     package let name: String
     package let source: String
     package let plugin: String
@@ -44,12 +56,14 @@ package final class CoreAdapter: @unchecked Sendable {
     /// Per-channel scales per site index: on the site's input [in] and output [out].
     package let inputScales: [Int: HostTensor]
     package let outputScales: [Int: HostTensor]
+    /// Block mixtures, at most one per block.
+    package let blocks: [BlockMixture]
     /// Terms generated per request from auxiliary inputs (VLoRA), or nil.
     package let generator: AdapterGenerator?
 
     package init(name: String, source: String, plugin: String, model: ObjectIdentifier,
                  lowRank: [Int: [LowRank]], routers: [Router] = [], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor],
-                 generator: AdapterGenerator? = nil) {
+                 blocks: [BlockMixture] = [], generator: AdapterGenerator? = nil) {
         self.name = name
         self.source = source
         self.plugin = plugin
@@ -58,14 +72,18 @@ package final class CoreAdapter: @unchecked Sendable {
         self.routers = routers
         self.inputScales = inputScales
         self.outputScales = outputScales
+        self.blocks = blocks
         self.generator = generator
     }
 
     /// Sites the adapter touches, sorted.
-    package var sites: [Int] { Array(Set(lowRank.keys).union(inputScales.keys).union(outputScales.keys)).sorted() }
+    package var sites: [Int] {
+        let blockSites = blocks.flatMap { $0.deltas.flatMap { $0.compactMap { $0?.site } } } + blocks.map { routers[$0.router].site }
+        return Array(Set(lowRank.keys).union(inputScales.keys).union(outputScales.keys).union(blockSites)).sorted()
+    }
 
     /// Whether the terms are plain linear maps (no gate, no activation): what merging needs.
     package var isMergeable: Bool {
-        lowRank.values.allSatisfy { $0.allSatisfy { $0.gate == nil && $0.router == nil && $0.modalities == 0 && $0.activation == GRAFT_ACTIVATION_IDENTITY } }
+        blocks.isEmpty && lowRank.values.allSatisfy { $0.allSatisfy { $0.gate == nil && $0.router == nil && $0.modalities == 0 && $0.activation == GRAFT_ACTIVATION_IDENTITY } }
     }
 }

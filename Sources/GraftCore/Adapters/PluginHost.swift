@@ -110,6 +110,14 @@ package enum PluginHost {
             guard let builder, let router, let id else { return fail(.invalidArgument, "add_router: NULL argument") }
             return AdapterBuilder.from(builder).addRouter(router, id: id)
         }
+        t.add_block_mixture = { builder, mixture, id in
+            guard let builder, let mixture, let id else { return fail(.invalidArgument, "add_block_mixture: NULL argument") }
+            return AdapterBuilder.from(builder).addBlockMixture(mixture, id: id)
+        }
+        t.add_block_delta = { builder, delta in
+            guard let builder, let delta else { return fail(.invalidArgument, "add_block_delta: NULL argument") }
+            return AdapterBuilder.from(builder).addBlockDelta(delta)
+        }
         t.add_generator = { builder, generator in
             guard let builder, let generator else { return fail(.invalidArgument, "add_generator: NULL argument") }
             return AdapterBuilder.from(builder).addGenerator(generator)
@@ -190,6 +198,8 @@ final class AdapterBuilder {
     /// to the model's `Limits.adapterTerms` / `adapterBytes`; ranks to `adapterRank`.
     private var terms = 0
     private var bytes = 0
+    /// Block mixtures (BlockMixtureBuilder.swift).
+    var blocks: [CoreAdapter.BlockMixture] = []
     /// The adapter's path (the generator's model path is confined to its folder) and generator.
     var path = ""
     var generator: AdapterGenerator?
@@ -207,7 +217,7 @@ final class AdapterBuilder {
 
     /// Counts one more term of `floats` float32 values against the model's adapter caps,
     /// before its copy is allocated; nil when within them, else the failure status.
-    private func reserve(floats: Int, _ what: String) -> Int32? {
+    func reserve(floats: Int, _ what: String) -> Int32? {
         let limits = model.limits
         do {
             try limits.check(.adapterTerms, terms + 1, "adapter '\(name)' with \(what)", verb: "has", unit: "terms")

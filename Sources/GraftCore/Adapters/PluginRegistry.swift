@@ -116,12 +116,13 @@ package enum PluginRegistry {
             let code = GraftError.Code(rawValue: status) ?? .internalError
             throw GraftError(code, "plugin \(plugin.name) could not load '\(path)': \(message.isEmpty ? "status \(status) without a message" : message)")
         }
-        guard !builder.lowRank.isEmpty || !builder.inputScales.isEmpty || !builder.outputScales.isEmpty || builder.generator != nil else {
+        guard !builder.lowRank.isEmpty || !builder.inputScales.isEmpty || !builder.outputScales.isEmpty || !builder.blocks.isEmpty
+                || builder.generator != nil else {
             throw GraftError(.invalidData, "plugin \(plugin.name) loaded '\(path)' but it adds nothing to any site")
         }
         return CoreAdapter(name: builder.name, source: path, plugin: plugin.name, model: ObjectIdentifier(model),
                            lowRank: builder.lowRank, routers: builder.routers, inputScales: builder.inputScales, outputScales: builder.outputScales,
-                           generator: builder.generator)
+                           blocks: builder.blocks, generator: builder.generator)
     }
 
     /// Files that look like plugins in a folder: `libGraftPlugin*.so`.

@@ -12,6 +12,8 @@ package final class CoreModel: Sendable {
     package let sites: [Site]
     /// Site names as C strings for plugins.
     package let siteNames: SiteNameTable
+    /// Gated MLP blocks (three sites each) that block mixtures can replace.
+    package let blocks: [MLPBlock]
 
     /// Loads an ONNX file; external data is resolved inside the file's folder, or, with
     /// `externalData` false, refused (invalidModel) instead of read.
@@ -48,6 +50,7 @@ package final class CoreModel: Sendable {
         symbolicShapes = shapes
         sites = try SiteDiscovery.discover(g, siteMap: siteMap)
         siteNames = SiteNameTable(sites)
+        blocks = BlockDiscovery.discover(g, sites: sites)
         self.source = source
     }
 

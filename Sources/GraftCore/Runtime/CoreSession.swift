@@ -86,7 +86,8 @@ package final class CoreSession {
     package func plan(for inputs: [HostTensor]) throws -> Plan {
         let key = inputs.flatMap { [Int($0.dtype.rawValue), $0.rank] + $0.shape }
         if let p = plans[key] { return p }
-        let p = try Plan.build(graph: model.graph, inputTypes: inputs.map { TensorType($0.dtype, $0.shape) }, threads: threads, sites: model.sites)
+        let p = try Plan.build(graph: model.graph, inputTypes: inputs.map { TensorType($0.dtype, $0.shape) }, threads: threads, sites: model.sites,
+                               blocks: model.blocks)
         if plans.count >= Self.maxCachedPlans { plans.removeAll() }
         plans[key] = p
         return p
@@ -157,6 +158,13 @@ package final class CoreSession {
                     try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
                     continue
                 }
+                // A block mixture covering every row computes the block's activation and Mul itself.
+                if step.blockOf >= 0 && active.blockMixtures.skips(block: Int(step.blockOf)) { continue }
+                var blockInput: UnsafeMutableRawPointer?
+                if step.linearOf >= 0 {
+                    blockInput = try active.mixBlockInput(downSite: Int(step.linearOf), plan: plan, slots: slots, sites: sites, batch: batch,
+                                                            threads: threads)
+                }
                 var restore: UnsafeMutableRawPointer?
                 if step.linearOf >= 0, let s = plan.siteSlots[Int(step.linearOf)] {
                     restore = try active.scaleInput(site: Int(step.linearOf), slots: slots, at: s,
@@ -167,6 +175,10 @@ package final class CoreSession {
                 if step.outputOf >= 0, let s = plan.siteSlots[Int(step.outputOf)] {
                     let site = sites[Int(step.outputOf)]
                     try active.apply(site: site.index, slots: slots, at: s, inFeatures: site.inFeatures, outFeatures: site.outFeatures, batch: batch)
+                }
+                if let blockInput, let s = plan.siteSlots[Int(step.linearOf)] {
+                    active.finishBlock(downSite: Int(step.linearOf), slots: slots, at: s, outFeatures: sites[Int(step.linearOf)].outFeatures)
+                    slots[Int(s.x)] = blockInput
                 }
             }
             for (k, copySlot) in plan.outputCopySlots.enumerated() {

@@ -21,6 +21,9 @@ package final class Plan: @unchecked Sendable {
         /// Site whose output is complete after this step (the product, or the bias add that
         /// follows it): adapter terms and output scales are applied here. -1: none.
         var outputOf: Int32 = -1
+        /// Model block (MLPBlock.index) whose activation chain or Mul this step computes: a block
+        /// mixture covering every row skips it (BlockMixtureExecution.swift). -1: none.
+        var blockOf: Int32 = -1
     }
 
     /// Where a site's buffers live in this plan.
@@ -100,7 +103,8 @@ package final class Plan: @unchecked Sendable {
     }
 
     /// Plans `graph` for the given concrete input types (in the order of `graph.inputs`).
-    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int, sites: [Site] = []) throws -> Plan {
+    package static func build(graph: Graph, inputTypes: [TensorType], threads: Int, sites: [Site] = [],
+                              blocks: [MLPBlock] = []) throws -> Plan {
         let compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
         let types = compiled.types
         let constants = compiled.constants
@@ -146,6 +150,14 @@ package final class Plan: @unchecked Sendable {
             outputStepOfSite[site.index] = final
             // x is read again when the site's output is complete.
             lastUse[site.input] = max(lastUse[site.input] ?? 0, final.step)
+        }
+
+        // Blocks: a block mixture reads x, gate's and up's outputs when down's product runs.
+        var blockOfValue: [String: Int] = [:]
+        for b in blocks {
+            guard let d = linearStepOfSite[b.down] else { continue }
+            for v in [sites[b.gate].input, sites[b.gate].output, sites[b.up].output] { lastUse[v] = max(lastUse[v] ?? 0, d) }
+            for v in b.internalValues { blockOfValue[v] = b.index }
         }
 
         var arena = ArenaAllocator()
@@ -207,6 +219,7 @@ package final class Plan: @unchecked Sendable {
             steps.append(Step(kernel: p.kernel, label: p.node.label, inputSlots: ins, outputSlots: outs))
             for (site, j) in linearStepOfSite where j == i { steps[i].linearOf = Int32(site) }
             for (site, f) in outputStepOfSite where f.step == i { steps[i].outputOf = Int32(site) }
+            if let o = p.node.outputs.first, let b = blockOfValue[o] { steps[i].blockOf = Int32(b) }
             // Release only after this step's outputs are placed, so outputs never alias inputs.
             for name in releaseAt[i] {
                 if let a = arenaOffset[name] { arena.release(a.offset, a.bytes) }

@@ -1,0 +1,119 @@
+// adapter_config.json of a MixLoRA checkpoint, as the `mixlora` package (PyPI, 0.2.3) reads it
+// (MixLoraConfig.from_config; docs/ADAPTERS.md):
+//
+//   {"peft_type": "MIXLORA", "routing_strategy": "mixlora", "num_experts": 4, "top_k": 2,
+//    "act_fn": "silu", "r": 4, "lora_alpha": 8, "use_rslora": false, "lora_dropout": 0.05,
+//    "target_modules": ["q_proj", "v_proj", "gate_proj", "up_proj", "down_proj"], ...}
+//
+// Where the package would fail later (act_fn missing: its forward calls None) or silently do
+// something ambiguous (expert_lora, which 0.2.3 ignores when loading), this is an error now.
+import CGraftPlugin
+import GraftPluginSupport
+
+let mixloraPeftType = "MIXLORA"
+
+struct MixLoRAConfig {
+    var r = 0
+    var alpha = 0.0
+    var rslora = false
+    var experts = 0
+    var topK = 2
+    var activation: Int32 = GRAFT_ACTIVATION_SILU
+    var actName = ""
+    /// Module names (q_proj, gate_proj, ...) whose weights the checkpoint may hold.
+    var targetModules: [String] = []
+
+    /// s = α/r, or α/√r with use_rslora (the package's LoraLinear.scaling_), for every LoRA.
+    var scale: Float { Float(rslora ? alpha / Double(r).squareRoot() : alpha / Double(r)) }
+
+    func targets(_ name: String) -> Bool { targetModules.contains(name) }
+}
+
+/// transformers' ACT2FN names Graft computes, and the others (known, not computed).
+private let activations: [String: Int32] = [
+    "silu": GRAFT_ACTIVATION_SILU, "swish": GRAFT_ACTIVATION_SILU, "gelu": GRAFT_ACTIVATION_GELU, "relu": GRAFT_ACTIVATION_RELU,
+]
+private let otherACT2FN = [
+    "gelu_10", "gelu_fast", "gelu_new", "gelu_python", "gelu_pytorch_tanh", "gelu_accurate", "laplace", "leaky_relu",
+    "linear", "mish", "quick_gelu", "relu2", "relu6", "sigmoid", "tanh", "prelu", "xielu",
+]
+
+func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfig {
+    guard case .object = json else {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json must hold a JSON object, got \(json.kindDescription)")
+    }
+    guard peftType(of: json) == mixloraPeftType else {
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json has peft_type \(peftType(of: json).map { "\"\($0)\"" } ?? "(none)"); the MixLoRA reader takes only \"\(mixloraPeftType)\"")
+    }
+    switch member(json, "routing_strategy") {
+    case .string("mixlora")?: break
+    case nil:
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"routing_strategy\" (MixLoRA checkpoints say \"mixlora\")")
+    case let other?:
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json: routing_strategy must be \"mixlora\" (top-k over a softmax, renormalised), got \(other.kindDescription)\(shortValue(other))")
+    }
+    let refusals: [(field: String, what: String)] = [
+        ("use_dora", "DoRA experts (\"use_dora\")"),
+        ("expert_lora", "a separate expert LoRA config (\"expert_lora\"), which the mixlora package 0.2.3 ignores when loading, so the checkpoint's meaning is ambiguous"),
+    ]
+    for refusal in refusals where isSet(json[refusal.field]) {
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json asks for \(refusal.what), which Graft does not support")
+    }
+    switch json["bias"] {
+    case nil, .null?, .string("none")?: break
+    case let other?: throw invalid("bias", "\"none\" (trained biases are not supported)", other)
+    }
+
+    var config = MixLoRAConfig()
+    // The package reads r and lora_alpha with config["r"]: no defaults.
+    guard let r = member(json, "r") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"r\" (the LoRA rank)") }
+    config.r = try integer(r, "r", 1...maxRank)
+    guard let alpha = member(json, "lora_alpha") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"lora_alpha\"") }
+    guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw invalid("lora_alpha", "a finite number", alpha) }
+    config.alpha = a
+    if let rs = member(json, "use_rslora") { config.rslora = try boolean(rs, "use_rslora") }
+
+    guard let experts = member(json, "num_experts") else {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"num_experts\"")
+    }
+    config.experts = try integer(experts, "num_experts", 1...maxExperts)
+    if let topK = member(json, "top_k") { config.topK = try integer(topK, "top_k", 1...maxExperts) }
+    guard config.topK <= config.experts else {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json: top_k is \(config.topK), more than num_experts (\(config.experts))")
+    }
+
+    guard let act = member(json, "act_fn") else {
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, """
+            adapter_config.json has no "act_fn": MixLoRA needs the MLP activation in the config (e.g. "act_fn": "silu" for \
+            Llama; the mixlora package's forward fails without it)
+            """)
+    }
+    guard case .string(let actName) = act else { throw invalid("act_fn", "an activation name such as \"silu\"", act) }
+    guard let activation = activations[actName] else {
+        if otherACT2FN.contains(actName) {
+            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json: act_fn \"\(actName)\" is not supported; Graft computes \(activations.keys.sorted().map { "\"\($0)\"" }.joined(separator: ", "))")
+        }
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json: act_fn \"\(actName)\" is not an activation name (transformers' ACT2FN); Graft computes \(activations.keys.sorted().map { "\"\($0)\"" }.joined(separator: ", "))")
+    }
+    config.activation = activation
+    config.actName = actName
+
+    switch member(json, "target_modules") {
+    case .array(let elements)?:
+        for element in elements {
+            guard case .string(let name) = element, !name.isEmpty else { throw invalid("target_modules", "a list of module names", element) }
+            config.targetModules.append(name)
+        }
+    case .object(let members)?:
+        // The package also takes {"q_proj": true, ...}.
+        for m in members {
+            guard case .bool(let on) = m.value else { throw invalid("target_modules.\(m.key)", "true or false", m.value) }
+            if on { config.targetModules.append(m.key) }
+        }
+    case nil:
+        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"target_modules\"")
+    case let other?:
+        throw invalid("target_modules", "a list of module names or an object of name: true/false", other)
+    }
+    return config
+}
