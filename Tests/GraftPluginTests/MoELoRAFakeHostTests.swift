@@ -78,6 +78,7 @@ struct MixLoRAFakeHostTests {
         v11.initialize(to: makeHostAPI(abiVersion: UInt32(GRAFT_PLUGIN_ABI_MAJOR) << 16 | 1))
         v11.pointee.struct_size = UInt32(MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_block_mixture)!)
         let table = try #require(moe.entry(v11))
+        processLifetimeTables += [UnsafeRawPointer(table), UnsafeRawPointer(v11)]
         let builder = FakeBuilder(sites: bertSites)
         hostError = ""
         let status = table.pointee.load!(table.pointee.ctx, Self.mixlora + "/mixlora_e4_top2", builder.pointer)
