@@ -81,6 +81,10 @@ final class RunOptionsBox {
     var rowAdapters: [CoreAdapter?]?
     /// Modality id per token (nil: none).
     var modalities: [UInt8]?
+    /// Per-request control of routed experts (RoutingExports.swift; nil: none).
+    var routing: RoutingControl?
+    /// The record runs write routing decisions into (kept alive here).
+    var routingRecord: RoutingRecordBox?
 }
 
 /// An adapter plus its name as a C string.

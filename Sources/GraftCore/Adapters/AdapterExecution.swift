@@ -31,6 +31,8 @@ final class SessionAdapters {
         var terms: [ActiveTerm] = []
         /// Routers evaluated once per run at this site, shared by the terms they gate.
         var routers: [CoreAdapter.Router] = []
+        /// Who owns each router (its adapter and index there), for per-run routing control.
+        var routerOwners: [(adapter: CoreAdapter, index: Int)] = []
         var inputScales: [ActiveScale] = []
         var outputScales: [ActiveScale] = []
     }
@@ -44,6 +46,8 @@ final class SessionAdapters {
     private var routerGates = ScratchBuffer()
     /// Modality id per token for the current run (nil: none given).
     var modalities: [UInt8]?
+    /// Per-run control of routed experts (RoutingControl.swift; nil: none).
+    var routing: RoutingControl?
 
     var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty }
 
@@ -123,6 +127,7 @@ final class SessionAdapters {
                 if slotOfRouter[r] == nil {
                     slotOfRouter[r] = state.routers.count
                     state.routers.append(adapter.routers[r])
+                    state.routerOwners.append((adapter, r))
                 }
                 active.router = slotOfRouter[r]
             }
@@ -188,7 +193,7 @@ final class SessionAdapters {
         }
         let gates = routerGates.floats(max(total, 1))
         for (i, r) in state.routers.enumerated() {
-            Self.route(r, x: x, rows: s.rows, inFeatures: inF, into: gates + gateOffsets[i])
+            try routeControlled(r, owner: state.routerOwners[i], x: x, rows: s.rows, inFeatures: inF, into: gates + gateOffsets[i])
         }
         if state.terms.contains(where: { $0.term.modalities != 0 }) {
             guard let ids = modalities else {
@@ -263,8 +268,8 @@ final class SessionAdapters {
         }
     }
 
-    /// G [rows, E] = gate(X · Wᵀ + b) for one router.
-    private static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>) {
+    /// G [rows, E] = gate(X · Wᵀ + b) for one router (`gate: false`: the logits only).
+    static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>, gate: Bool = true) {
         let e = r.experts
         guard rows > 0 else { return }
         if let b = r.bias {
@@ -272,7 +277,7 @@ final class SessionAdapters {
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(e), Int32(inF), 1, x, Int32(inF),
                     r.weight.pointer(Float.self), Int32(inF), r.bias == nil ? 0 : 1, g, Int32(e))
-        for t in 0..<rows { gateRow(g + t * e, e, r) }
+        if gate { for t in 0..<rows { gateRow(g + t * e, e, r) } }
     }
 
     /// Turns one token's logits into expert weights in place.

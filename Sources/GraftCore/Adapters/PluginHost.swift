@@ -267,7 +267,8 @@ final class AdapterBuilder {
             bias = t
         }
         routers.append(CoreAdapter.Router(site: site, experts: experts, gate: r.gate, weight: weight, bias: bias,
-                                          topK: Int(r.top_k), renormalize: r.renormalize != 0, threshold: r.threshold))
+                                          topK: Int(r.top_k), renormalize: r.renormalize != 0, threshold: r.threshold,
+                                          siteName: model.sites[site].name))
         id.pointee = UInt32(routers.count)
         return 0
     }

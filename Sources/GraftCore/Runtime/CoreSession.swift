@@ -85,11 +85,13 @@ package final class CoreSession {
     /// given, names one adapter (or nil: the base model) per batch row for this run only, in
     /// place of the bound adapters. `modalities`: one modality id per token (batch × sequence,
     /// row-major) for adapters that act only on some modalities.
-    package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil, modalities: [UInt8]? = nil) throws -> [String: HostTensor] {
+    /// `routing`: per-request control of routed experts and/or a record of routing decisions.
+    package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil, modalities: [UInt8]? = nil,
+                     routing: RoutingControl? = nil) throws -> [String: HostTensor] {
         let inputs = try bind(named)
         let plan = try plan(for: inputs)
         let outputs = plan.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
-        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities)
+        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities, routing: routing)
         var result: [String: HostTensor] = [:]
         for (decl, t) in zip(model.graph.outputs, outputs) { result[decl.name] = t }
         return result
@@ -97,7 +99,7 @@ package final class CoreSession {
 
     /// Runs `plan` reading `inputs` in place and writing `outputs` (types must match the plan).
     package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor], rowAdapters: [CoreAdapter?]? = nil,
-                         modalities: [UInt8]? = nil) throws {
+                         modalities: [UInt8]? = nil, routing: RoutingControl? = nil) throws {
         var active: SessionAdapters? = bound.isEmpty ? nil : bound
         var batch = 1
         if let rowAdapters {
@@ -110,6 +112,8 @@ package final class CoreSession {
             batch = rowAdapters.count
         }
         active?.modalities = modalities
+        active?.routing = routing
+        if let routing { try SessionAdapters.checkRouting(routing, active: active) }
         try reserve(arenaBytes: plan.arenaBytes, slots: plan.slotCount)
         let slots = self.slots!
         let arena = self.arena!
