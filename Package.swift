@@ -12,6 +12,7 @@ let package = Package(
         // Adapter plugins: each a shared object built on include/graft_plugin.h alone (never GraftCore).
         .library(name: "GraftPluginLoRA", type: .dynamic, targets: ["GraftPluginLoRA"]),
         .library(name: "GraftPluginMoELoRA", type: .dynamic, targets: ["GraftPluginMoELoRA"]),
+        .library(name: "GraftPluginModalityGate", type: .dynamic, targets: ["GraftPluginModalityGate"]),
         .library(name: "GraftPluginIA3", type: .dynamic, targets: ["GraftPluginIA3"]),
         .library(name: "GraftPluginMinimal", type: .dynamic, targets: ["GraftPluginMinimal"]),
     ],
@@ -64,6 +65,13 @@ let package = Package(
             path: "Plugins/MoELoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/MoELoRA/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginModalityGate",
+            dependencies: ["CGraftPlugin", "GraftPluginSupport"],
+            path: "Plugins/ModalityGate",
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/ModalityGate/exports.map"])]
         ),
         .target(
             name: "GraftPluginIA3",
