@@ -84,8 +84,9 @@ extension AdapterFixtureTests {
 
         static let tokens = 6
         static let x: [Float] = (0..<(tokens * 4)).map { Float(($0 * 7) % 11) * 0.1 - 0.5 }
-        /// Modality ids: text 0, image 1, audio 2, and 9 (no expert serves it).
-        static let chainIDs: [UInt8] = [0, 1, 2, 1, 9, 0]
+        /// Modality ids: text 0, image 1, audio 2, 9 (no expert serves it) and 40 (above 31: no
+        /// modality bit at all).
+        static let chainIDs: [UInt8] = [0, 1, 2, 1, 9, 40]
 
         static func chain(in dir: TempDir) throws -> CoreModel {
             let w1: [Float] = (0..<16).map { Float($0 % 5) * 0.1 - 0.2 }, w2: [Float] = (0..<12).map { Float($0 % 7) * 0.1 - 0.3 }
@@ -177,7 +178,7 @@ extension AdapterFixtureTests {
             #expect(zip(a, b).allSatisfy { abs($0 - $1) <= 1e-6 }, "\(a) vs \(b)")
             // By hand at the first site for the image token 1: h = x W1 + s B_1 A_1 x.
             let base = try Self.runChain(model, [], ids: nil)
-            #expect(Self.row(a, 4) == Self.row(base, 4), "id 9 is served by no expert")
+            #expect(Self.row(a, 4) == Self.row(base, 4) && Self.row(a, 5) == Self.row(base, 5), "ids 9 and 40 are served by no expert")
         }
 
         /// Routing within modality groups needs ids of the right length; masks that leave a token
@@ -240,6 +241,45 @@ extension AdapterFixtureTests {
                 .write(toFile: path + "/adapter_config.json", atomically: true, encoding: .utf8)
             try FileManager.default.copyItem(atPath: Self.root + "/mg_hard_three/adapter_model.safetensors", toPath: path + "/adapter_model.safetensors")
             _ = expectError(.invalidData, containing: ["has a router", "router.weight"]) { _ = try PluginRegistry.loadAdapter(model: model, path: path) }
+        }
+
+        /// A router whose shape does not fit num_experts or the site: SHAPE_MISMATCH naming both.
+        @Test func mismatchedRouterShapesAreClearErrors() throws {
+            let dir = TempDir()
+            defer { dir.cleanup() }
+            let model = try Self.chain(in: dir)
+            let config = #"{"peft_type": "GRAFT_MODALITY_GATE", "r": 2, "lora_alpha": 2, "num_experts": 2, "expert_modalities": [[0], [1]], "router": {"gate": "softmax"}}"#
+            for (shape, fragments) in [([3, 4], ["router.weight has shape [3, 4]", "expected [2, 4]"]), ([2, 5], ["router.weight has shape [2, 5]", "in_features"])] {
+                let path = try Self.chainAdapter(dir, "r\(shape[0])x\(shape[1])", config, experts: [0, 1]) { "experts.\($0).lora_\($1).weight" }
+                var tensors: [(String, [Int], [Float])] = []
+                for (s, (site, fin, fout)) in Self.chainSites.enumerated() {
+                    tensors.append(("base_model.model.\(site).router.weight", s == 0 ? shape : [2, 4], [Float](repeating: 0.1, count: s == 0 ? shape[0] * shape[1] : 8)))
+                    for e in 0..<2 {
+                        let f = Self.factors(e, s, fin: fin, fout: fout)
+                        tensors += [("base_model.model.\(site).experts.\(e).lora_A.weight", [2, fin], f.a), ("base_model.model.\(site).experts.\(e).lora_B.weight", [fout, 2], f.b)]
+                    }
+                }
+                Self.writeSafetensors(path + "/adapter_model.safetensors", tensors)
+                let e = expectError(.shapeMismatch, containing: fragments) { _ = try PluginRegistry.loadAdapter(model: model, path: path) }
+                #expect(e?.code == .shapeMismatch)
+            }
+            // A valid routed chain adapter loads and, without ids, refuses to run.
+            let path = try Self.chainAdapter(dir, "ok", config, experts: [0, 1]) { "experts.\($0).lora_\($1).weight" }
+            var tensors: [(String, [Int], [Float])] = []
+            for (s, (site, fin, fout)) in Self.chainSites.enumerated() {
+                tensors.append(("base_model.model.\(site).router.weight", [2, fin], [Float](repeating: 0.1, count: 2 * fin)))
+                for e in 0..<2 {
+                    let f = Self.factors(e, s, fin: fin, fout: fout)
+                    tensors += [("base_model.model.\(site).experts.\(e).lora_A.weight", [2, fin], f.a), ("base_model.model.\(site).experts.\(e).lora_B.weight", [fout, 2], f.b)]
+                }
+            }
+            Self.writeSafetensors(path + "/adapter_model.safetensors", tensors)
+            let ok = try PluginRegistry.loadAdapter(model: model, path: path)
+            _ = expectError(.invalidArgument, containing: ["modality id per token"]) { _ = try Self.runChain(model, [ok], ids: nil) }
+            // Ids 9 and 40 leave their tokens on the base model through the routed path too.
+            let routed = try Self.runChain(model, [ok], ids: Self.chainIDs), base = try Self.runChain(model, [], ids: nil)
+            #expect(Self.row(routed, 4) == Self.row(base, 4) && Self.row(routed, 5) == Self.row(base, 5))
+            #expect(Self.row(routed, 0) != Self.row(base, 0))
         }
     }
 }
