@@ -44,6 +44,8 @@ final class SessionAdapters {
     private var gates = ScratchBuffer()
     private var scaledInput = ScratchBuffer()
     private var routerGates = ScratchBuffer()
+    /// Gathered rows for routed / modality-gated terms (SparseTerms.swift).
+    var sparse = SparseScratch()
     /// Modality id per token for the current run (nil: none given).
     var modalities: [UInt8]?
     /// Per-run control of routed experts (RoutingControl.swift; nil: none).
@@ -208,6 +210,11 @@ final class SessionAdapters {
             let r = t.rank
             let a = t.a.pointer(Float.self), b = t.b.pointer(Float.self)
             try forEachBlock(active.rows, rows: s.rows, batch: batch) { start, m in
+                if t.gate == nil && (active.router != nil || t.modalities != 0) {
+                    let e = active.router.map { state.routers[$0].experts } ?? 0
+                    let g = active.router.map { UnsafePointer(gates + gateOffsets[$0] + start * e + t.expert) }
+                    if applySparse(active, routed: g, stride: e, start: start, m: m, x: x, y: y, inFeatures: inF, outFeatures: outF) { return }
+                }
                 let u = scratch.floats(m * r)
                 let xb = x + start * inF, yb = y + start * outF
                 // U[m, r] = X[m, in] · Aᵀ
@@ -316,7 +323,7 @@ final class SessionAdapters {
         }
     }
 
-    private static func activate(_ u: UnsafeMutablePointer<Float>, count: Int, _ act: Int32) {
+    static func activate(_ u: UnsafeMutablePointer<Float>, count: Int, _ act: Int32) {
         switch act {
         case GRAFT_ACTIVATION_RELU: for i in 0..<count { u[i] = max(u[i], 0) }
         case GRAFT_ACTIVATION_GELU: for i in 0..<count { u[i] = 0.5 * u[i] * (1 + erff(u[i] * 0.70710678)) }
