@@ -21,7 +21,8 @@ Adapters (query + value of both layers, r 4, lora_alpha 8, fixed seeds):
   mg_slide_soft   E 3, [[0], [1], [0, 1]]      softmax over the token's modality-specific LoRA and
                                                the shared one (Slide-LoRA)
 and, for the equivalence "a hard gate over modalities = each modality's LoRA on its own tokens",
-mg_hard_three's experts as three PEFT-layout LORA directories with "graft_modalities": [m]
+llama_mg_moiie_top2 / llama_mg_hard_image (q_proj, v_proj of the llama fixture, its basic
+inputs, the same ids), and mg_hard_three's experts as three PEFT-layout LORA directories with "graft_modalities": [m]
 (lora_m0, lora_m1, lora_m2).
 
 Modality ids (ids.npy, uint8 [2, 7]): 0 text, 1 image, 2 audio, and 9, which no expert serves
@@ -66,7 +67,12 @@ SPECS = collections.OrderedDict(
                        router=collections.OrderedDict(gate="topk", top_k=2, renormalize=True, bias=True)),
     mg_slide_soft=dict(seed=55, groups=[[0], [1], [0, 1]],
                        router=collections.OrderedDict(gate="softmax", bias=False)),
+    # The decoder: q_proj / v_proj of the llama fixture (causal attention, GQA).
+    llama_mg_moiie_top2=dict(seed=56, model="llama", targets=["q_proj", "v_proj"], groups=[[0], [0], [1], [1], [0, 1]],
+                             router=collections.OrderedDict(gate="topk", top_k=2, renormalize=True, bias=True)),
+    llama_mg_hard_image=dict(seed=57, model="llama", targets=["q_proj", "v_proj"], groups=[[1]], router=None),
 )
+LLAMA_INPUTS = "llama_torchscript/basic/inputs"
 
 
 class ModalityGateLinear(torch.nn.Module):
@@ -128,9 +134,17 @@ class ModalityGateLinear(torch.nn.Module):
         return y
 
 
+def base_model(name):
+    """bert: the inner BertModel; llama: LlamaForCausalLM; both with make_fixtures.py's weights."""
+    if name == "bert":
+        return moe.base_model()
+    mf.seed_all()
+    return mf.MODELS["llama"]["cls"]().eval().model.eval()
+
+
 def build(spec):
-    model = moe.base_model()
-    modules = moe.targeted(model, TARGETS)
+    model = base_model(spec.get("model", "bert"))
+    modules = moe.targeted(model, spec.get("targets", TARGETS))
     moe.attach(model, modules, lambda _n, lin: ModalityGateLinear(lin, spec["groups"], spec["router"]))
     gen = torch.Generator().manual_seed(spec["seed"])
     for n in modules:
@@ -146,10 +160,14 @@ def build(spec):
     return model.eval(), modules
 
 
-def run(model, modules, feeds, ids):
+def run(model, modules, feeds, ids, name="bert"):
     for n in modules:
         model.get_submodule(n).ids = torch.from_numpy(ids.astype(np.int64))
-    return moe.run(model, feeds)
+    if name == "bert":
+        return moe.run(model, feeds)
+    kw = {n: torch.from_numpy(feeds[n]) for n in mf.MODELS["llama"]["inputs"]}
+    with torch.no_grad():
+        return collections.OrderedDict(logits=model(**kw).logits.detach().numpy().astype(np.float32))
 
 
 def save_dir(path, config, tensors):
@@ -167,6 +185,9 @@ def main():
     feeds = moe.load_inputs(os.path.join(HERE, INPUTS))
     assert feeds["input_ids"].shape == IDS.shape, feeds["input_ids"].shape
     base = moe.run(moe.base_model(), feeds)
+    llama_feeds = moe.load_inputs(os.path.join(HERE, LLAMA_INPUTS))
+    assert llama_feeds["input_ids"].shape == IDS.shape, llama_feeds["input_ids"].shape
+    llama_base = run(base_model("llama"), [], llama_feeds, IDS, "llama")
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
     os.makedirs(OUT)
@@ -175,19 +196,21 @@ def main():
                                        adapters=collections.OrderedDict(), cases=collections.OrderedDict(),
                                        checks=collections.OrderedDict())
 
-    def case(name, adapters, out, ids="modality_gate/ids.npy"):
+    def case(name, adapters, out, ids="modality_gate/ids.npy", model="bert"):
         for k, v in out.items():
             mf.save_npy(os.path.join(OUT, "refs", name, f"{k}.npy"), v)
-        delta = max(float(np.max(np.abs(out[k] - base[k]))) for k in out)
+        ref = base if model == "bert" else llama_base
+        delta = max(float(np.max(np.abs(out[k] - ref[k]))) for k in out)
         manifest["cases"][name] = collections.OrderedDict(
-            adapters=adapters, ids=ids, outputs={k: f"modality_gate/refs/{name}/{k}.npy" for k in out},
-            max_abs_delta_vs_base=delta)
+            model=model, inputs=INPUTS if model == "bert" else LLAMA_INPUTS, adapters=adapters, ids=ids,
+            outputs={k: f"modality_gate/refs/{name}/{k}.npy" for k in out}, max_abs_delta_vs_base=delta)
         return delta
 
     outs = {}
     for name, spec in SPECS.items():
         model, modules = build(spec)
-        out = run(model, modules, feeds, IDS)
+        which = spec.get("model", "bert")
+        out = run(model, modules, feeds if which == "bert" else llama_feeds, IDS, which)
         outs[name] = out
         margins = [x for n in modules for x in model.get_submodule(n).margins]
         assert not margins or min(margins) >= MIN_MARGIN, f"{name}: a routing decision is {min(margins)} from a tie"
@@ -206,10 +229,10 @@ def main():
                                          num_experts=len(spec["groups"]), expert_modalities=spec["groups"])
         if spec["router"] is not None:
             config["router"] = spec["router"]
-        config["target_modules"] = TARGETS
+        config["target_modules"] = spec.get("targets", TARGETS)
         save_dir(os.path.join(OUT, name), config, tensors)
         manifest["adapters"][name] = f"modality_gate/{name}"
-        delta = case(name, [name], out)
+        delta = case(name, [name], out, model=which)
         assert delta >= MIN_DELTA, f"{name} moves the outputs too little ({delta})"
         print(f"  {name:16s} max|Δ vs base| {delta:.4f}", flush=True)
 

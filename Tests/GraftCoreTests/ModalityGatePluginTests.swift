@@ -16,9 +16,9 @@ extension AdapterFixtureTests {
             return json
         }()
 
-        static func inputs(_ model: CoreModel) throws -> [String: HostTensor] {
+        static func inputs(_ model: CoreModel, _ folder: String = "bert_torchscript/basic/inputs") throws -> [String: HostTensor] {
             var inputs: [String: HostTensor] = [:]
-            for d in model.graph.inputs { inputs[d.name] = try Npy.read(path: "\(fixturesRoot)/bert_torchscript/basic/inputs/\(d.name).npy") }
+            for d in model.graph.inputs { inputs[d.name] = try Npy.read(path: "\(fixturesRoot)/\(folder)/\(d.name).npy") }
             return inputs
         }
 
@@ -26,10 +26,10 @@ extension AdapterFixtureTests {
             try Npy.read(path: "\(fixturesRoot)/\(file)").integers().map { UInt8($0) }
         }
 
-        static func run(_ model: CoreModel, _ adapters: [CoreAdapter], ids: [UInt8]?) throws -> [String: HostTensor] {
+        static func run(_ model: CoreModel, _ adapters: [CoreAdapter], ids: [UInt8]?, inputs folder: String = "bert_torchscript/basic/inputs") throws -> [String: HostTensor] {
             let session = try CoreSession(model: model)
             try session.setAdapters(adapters.map { ($0, 1) })
-            return try session.run(try inputs(model), modalities: ids)
+            return try session.run(try inputs(model, folder), modalities: ids)
         }
 
         static func load(_ model: CoreModel, _ name: String) throws -> CoreAdapter {
@@ -41,14 +41,15 @@ extension AdapterFixtureTests {
             #expect(names.contains("modality-gate"), "plugins: \(names); problems: \(PluginRegistry.problems) (run `swift build` first)")
         }
 
-        @Test(arguments: ["bert_torchscript", "bert_dynamo"])
+        @Test(arguments: ["bert_torchscript", "bert_dynamo", "llama_torchscript", "llama_dynamo"])
         func casesMatchPyTorch(_ fixture: String) throws {
-            let cases = try #require(Self.manifest["cases"] as? [String: [String: Any]], "run make_modality_fixtures.py")
-            #expect(cases.count == 8)
+            let all = try #require(Self.manifest["cases"] as? [String: [String: Any]], "run make_modality_fixtures.py")
+            let cases = all.filter { fixture.hasPrefix(($0.value["model"] as? String ?? "?") + "_") }
+            #expect(cases.count == (fixture.hasPrefix("bert") ? 8 : 2))
             let model = try CoreModel(path: "\(fixturesRoot)/\(fixture)/model.onnx")
             for (name, c) in cases.sorted(by: { $0.key < $1.key }) {
                 let adapters = try (c["adapters"] as! [String]).map { try Self.load(model, $0) }
-                let out = try Self.run(model, adapters, ids: try Self.ids(c["ids"] as! String))
+                let out = try Self.run(model, adapters, ids: try Self.ids(c["ids"] as! String), inputs: c["inputs"] as! String)
                 var worst: Float = 0
                 for (k, path) in c["outputs"] as! [String: String] {
                     worst = max(worst, maxAbsDiff(out[k]!, try Npy.read(path: "\(fixturesRoot)/\(path)")))

@@ -18,17 +18,21 @@ def inputs():
     return {n: np.load(os.path.join(BASIC, f"{n}.npy")) for n in ("input_ids", "attention_mask", "token_type_ids")}
 
 
-@pytest.mark.parametrize("exporter", ["bert_torchscript", "bert_dynamo"])
+@pytest.mark.parametrize("exporter", ["bert_torchscript", "bert_dynamo", "llama_torchscript", "llama_dynamo"])
 def test_cases_match_pytorch(exporter):
     with open(os.path.join(ROOT, "manifest.json")) as f:
         manifest = json.load(f)
+    cases = {k: c for k, c in manifest["cases"].items() if exporter.startswith(c["model"] + "_")}
+    assert len(cases) == (8 if exporter.startswith("bert") else 2)
     with graft.Model(os.path.join(FIXTURES, exporter, "model.onnx")) as model:
-        adapters = {k: model.load_adapter(os.path.join(FIXTURES, v)) for k, v in manifest["adapters"].items()}
+        adapters = {k: model.load_adapter(os.path.join(FIXTURES, manifest["adapters"][k]))
+                    for c in cases.values() for k in c["adapters"]}
         with model.session() as s:
-            for name, case in manifest["cases"].items():
+            for name, case in cases.items():
                 s.set_adapters([adapters[a] for a in case["adapters"]])
                 ids = np.load(os.path.join(FIXTURES, case["ids"]))
-                out = s.run(inputs(), modalities=ids)
+                feeds = {i.name: np.load(os.path.join(FIXTURES, case["inputs"], f"{i.name}.npy")) for i in model.inputs}
+                out = s.run(feeds, modalities=ids)
                 for k, path in case["outputs"].items():
                     d = float(np.max(np.abs(out[k] - np.load(os.path.join(FIXTURES, path)))))
                     assert d <= TOL, (exporter, name, k, d)
