@@ -6,7 +6,9 @@ layers, hidden 384) with a GRAFT_MOE_LORA adapter of 8 rank-8 experts, top-2 ren
 query and value of every layer (12 routed sites), at batch 1 x 128:
 
   * Graft: base session, MoE-LoRA session, a plain rank-8 LoRA on the same sites (context:
-    one expert's cost), and the MoE-LoRA session recording its routing (routing_dump=True);
+    one expert's cost), the MoE-LoRA session recording its routing (routing_dump=True), and the
+    same experts under a softmax gate (every expert on every token: what top-2 would cost if
+    every expert were evaluated densely);
   * PyTorch: the base BertModel and the same model with a plain-PyTorch MoE-LoRA module around
     each target nn.Linear (the formula of docs/ADAPTERS.md), for context and as the reference
     the Graft output is checked against before timing.
@@ -69,10 +71,11 @@ class MoELoRALinear:
 def prepare(cache):
     import torch
     from safetensors.torch import save_file
-    key = bench.config_key(dict(encoder=bench.ENCODER, moe=[EXPERTS, RANK, ALPHA, TOP_K, TARGETS, ROUTER_STD, LORA_STD], v=1))
+    key = bench.config_key(dict(encoder=bench.ENCODER, moe=[EXPERTS, RANK, ALPHA, TOP_K, TARGETS, ROUTER_STD, LORA_STD], v=2))
     folder = os.path.join(cache, key)
     paths = dict(encoder=os.path.join(folder, "encoder.onnx"), moe=os.path.join(folder, "moe_e8_r8_top2"),
-                 lora=os.path.join(folder, "lora_r8_expert0"), weights=os.path.join(folder, "moe_weights.pt"))
+                 lora=os.path.join(folder, "lora_r8_expert0"), soft=os.path.join(folder, "moe_e8_r8_softmax"),
+                 weights=os.path.join(folder, "moe_weights.pt"))
     if os.path.exists(os.path.join(folder, "DONE")):
         bench.log(f"using cached exports in {folder}")
         return paths
@@ -100,6 +103,8 @@ def prepare(cache):
     for d, tensors, cfg in ((paths["moe"], moe, dict(peft_type="GRAFT_MOE_LORA", r=RANK, lora_alpha=ALPHA, num_experts=EXPERTS,
                                                          router=dict(gate="topk", top_k=TOP_K, renormalize=True, bias=False),
                                                          target_modules=TARGETS)),
+                            (paths["soft"], moe, dict(peft_type="GRAFT_MOE_LORA", r=RANK, lora_alpha=ALPHA, num_experts=EXPERTS,
+                                                      router=dict(gate="softmax", bias=False), target_modules=TARGETS)),
                             (paths["lora"], lora, dict(peft_type="LORA", r=RANK, lora_alpha=ALPHA, target_modules=TARGETS))):
         os.makedirs(d, exist_ok=True)
         save_file(tensors, os.path.join(d, "adapter_model.safetensors"))
@@ -148,12 +153,14 @@ def main():
     model = graft.Model(paths["encoder"])
     moe = model.load_adapter(paths["moe"])
     lora = model.load_adapter(paths["lora"])
+    soft = model.load_adapter(paths["soft"])
     results = dict(build=build, seq=SEQ, experts=EXPERTS, rank=RANK, top_k=TOP_K, sites=len(moe.routers()), runs={})
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
-        s_base, s_base2, s_moe, s_lora = (model.session(threads=threads) for _ in range(4))
+        s_base, s_base2, s_moe, s_lora, s_soft = (model.session(threads=threads) for _ in range(5))
         s_moe.set_adapters([moe])
         s_lora.set_adapters([lora])
+        s_soft.set_adapters([soft])
         ref = torch_fn(moe_t)().numpy()
         got = s_moe.run(feeds)["last_hidden_state"]
         base_out = s_base.run(feeds)["last_hidden_state"]
@@ -164,6 +171,7 @@ def main():
         res = bench.paired({"base": lambda: s_base.run(feeds), "moe": lambda: s_moe.run(feeds),
                             "lora": lambda: s_lora.run(feeds),
                             "moe_dump": lambda: s_moe.run(feeds, routing_dump=True),
+                            "soft": lambda: s_soft.run(feeds),
                             "base2": lambda: s_base2.run(feeds)}, args.rounds, args.warmup, "base")
         for k, v in res.items():
             r[f"{k}_ms"] = v["median"] * 1e3
@@ -174,7 +182,7 @@ def main():
             r[f"{k}_ms"] = v["median"] * 1e3
         r["torch_moe_overhead"] = pt["torch_moe"]["paired_ratio"] - 1
         results["runs"][threads] = r
-        for s in (s_base, s_base2, s_moe, s_lora):
+        for s in (s_base, s_base2, s_moe, s_lora, s_soft):
             s.close()
 
     print(f"\nMoE-LoRA, {EXPERTS} experts x rank {RANK}, top-{TOP_K} renormalised, on {', '.join(TARGETS)} "
@@ -187,6 +195,7 @@ def main():
             ("**MoE-LoRA overhead** over base (target ≤ 15%)", lambda r: f"**{100 * r['moe_overhead']:+.1f}%**"),
             ("plain LoRA r8 (one expert's cost) overhead", lambda r: f"{100 * r['lora_overhead']:+.1f}%"),
             ("MoE-LoRA with routing_dump=True overhead", lambda r: f"{100 * r['moe_dump_overhead']:+.1f}%"),
+            ("same 8 experts, softmax gate (all experts dense) overhead", lambda r: f"{100 * r['soft_overhead']:+.1f}%"),
             ("noise floor: second base session over base", lambda r: f"{100 * r['base2_overhead']:+.1f}%"),
             ("PyTorch base / + MoE-LoRA module (ms)", lambda r: f"{r['torch_base_ms']:.2f} / {r['torch_moe_ms']:.2f} ({100 * r['torch_moe_overhead']:+.1f}%)"),
             ("experts with non-zero weight per token (routing dump)", lambda r: f"{r['experts_per_token']:.2f}"),

@@ -58,7 +58,7 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
     }
     let config = try parseModalityGateConfig(try readConfigJSON(directory))
     // Hard gates need ABI 1.1 (graft_lowrank_term.modalities); routing within groups 1.2.
-    if config.router != nil { try host.requireExpertGroups("modality-gate") } else { try host.requireRouters() }
+    if config.router != nil { try host.requireExpertGroups("modality-gate") } else { try host.requireTermModalities("modality-gate") }
 
     let weights = try weightsPath(in: directory)
     let file = try host.openSafetensors(weights)
