@@ -11,7 +11,9 @@ import Glibc
 ///     U [m, r] = X_blk · Aᵀ          one GEMM per contiguous block of rows the term applies to
 ///     U        = σ(U) ⊙ g            activation, per-token gate
 ///     Y_blk   += (c · s) · U · Bᵀ    c: the caller's scale, s: the term's own
-/// then y ⊙= out_scale; input scales are applied to x before the site's product.
+/// then y ⊙= out_scale; input scales are applied to x before the site's product. Routed and
+/// modality-gated terms that act on few of the block's tokens run on those rows only
+/// (SparseTerms.swift); controlled and modality-grouped routers go through ControlledRouting.swift.
 final class SessionAdapters {
     struct ActiveTerm {
         let term: CoreAdapter.LowRank
