@@ -12,6 +12,7 @@ let package = Package(
         // Adapter plugins: each a shared object built on include/graft_plugin.h alone (never GraftCore).
         .library(name: "GraftPluginLoRA", type: .dynamic, targets: ["GraftPluginLoRA"]),
         .library(name: "GraftPluginMoELoRA", type: .dynamic, targets: ["GraftPluginMoELoRA"]),
+        .library(name: "GraftPluginVLoRA", type: .dynamic, targets: ["GraftPluginVLoRA"]),
         .library(name: "GraftPluginModalityGate", type: .dynamic, targets: ["GraftPluginModalityGate"]),
         .library(name: "GraftPluginIA3", type: .dynamic, targets: ["GraftPluginIA3"]),
         .library(name: "GraftPluginMinimal", type: .dynamic, targets: ["GraftPluginMinimal"]),
@@ -20,13 +21,6 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // C++ over libonnx_proto + libprotobuf, exposed to Swift through an extern "C" facade only
-        // (Swift's C++ interop on the ONNX headers crashes the 6.3 frontend).
-        .target(
-            name: "COnnx",
-            cxxSettings: [.define("ONNX_ML", to: "1"), .define("ONNX_NAMESPACE", to: "onnx")],
-            linkerSettings: [.linkedLibrary("onnx_proto"), .linkedLibrary("protobuf")]
-        ),
         .systemLibrary(
             name: "COpenBLAS",
             pkgConfig: "openblas",
@@ -35,7 +29,7 @@ let package = Package(
         // include/graft_plugin.h (canonical, symlinked) for the plugin host and Swift plugins.
         .target(name: "CGraftPlugin"),
         .target(name: "CMath", exclude: ["fit_coefficients.py"]), // vectorised exp/erf (AVX2+FMA, run-time dispatch)
-        .target(name: "GraftCore", dependencies: ["COnnx", "COpenBLAS", "CGraftPlugin", "CMath"]),
+        .target(name: "GraftCore", dependencies: ["COpenBLAS", "CGraftPlugin", "CMath"]),
         .target(name: "Graft", dependencies: ["GraftCore"]),
         // include/graft.h (canonical, symlinked into CGraft/include) and per-thread error storage.
         .target(name: "CGraft"),
@@ -65,6 +59,13 @@ let package = Package(
             path: "Plugins/MoELoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/MoELoRA/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginVLoRA",
+            dependencies: ["CGraftPlugin", "GraftPluginSupport"],
+            path: "Plugins/VLoRA",
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/VLoRA/exports.map"])]
         ),
         .target(
             name: "GraftPluginModalityGate",

@@ -402,7 +402,8 @@ GRAFT_API graft_status graft_session_output_shape(graft_session *session,
  *   shape; data is overwritten. Outputs not requested are computed into internal scratch.
  *   outputs may be NULL when n_outputs is 0.
  * run_options: NULL, or options naming one adapter per batch row for this run
- *   (graft_run_options_set_row_adapters), which then replace the session's bound adapters.
+ *   (graft_run_options_set_row_adapters), which then replace the session's bound adapters,
+ *   and/or auxiliary tensors for generator adapters (graft_run_options_set_aux).
  * On failure the contents of output buffers are unspecified.
  * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL session, bad struct_size,
  *   unknown, missing or repeated name, wrong dtype, rank, dimension, byte_size or alignment,
@@ -508,6 +509,86 @@ GRAFT_API graft_status graft_run_options_set_row_adapters(graft_run_options *opt
  * Thread safety: one thread at a time per options object. */
 GRAFT_API graft_status graft_run_options_set_modalities(graft_run_options *options,
                                                         const uint8_t *ids, size_t count);
+
+/* ------------------------------------------------------------------------------------------
+ * Auxiliary inputs and generated weights (VLoRA)
+ *
+ * Some adapters (GRAFT_VLORA directories, docs/ADAPTERS.md) carry a generator: an ONNX model
+ * that turns a request's auxiliary input — e.g. an image's visual features [N_v, d_v], named
+ * "image_features" — into low-rank weights at the model's linear layers. The weights exist for
+ * one run (graft_run_options_set_aux) or for a request adapter the caller keeps across decode
+ * steps (graft_adapter_generate); they never reach other runs or sessions.
+ * ------------------------------------------------------------------------------------------ */
+
+/* How a run applies generated low-rank weights (graft_run_options_set_merge). Unmerged costs
+ * r*(in+out) multiply-adds per token at a layer; merging (W' = W + s*B*A in a run-private copy
+ * of W) costs r*in*out once. AUTO merges one image's weights when the run's tokens make the
+ * unmerged terms the costlier, summed over the adapter's layers. */
+enum {
+    GRAFT_MERGE_AUTO = 0,
+    GRAFT_MERGE_UNMERGED = 1,
+    GRAFT_MERGE_MERGED = 2
+};
+
+/* Gives auxiliary tensors by name for runs with these options (count 0 clears them). Every
+ * generator adapter of the run — bound with graft_session_set_adapters or named per row —
+ * generates its weights from the tensor named by its auxiliary input
+ * (graft_adapter_aux_input): either one image's features, shaped as the generator's input
+ * (e.g. [N_v, d_v]), used by every row; or one image per batch row, with a leading batch axis
+ * ([batch, N_v, d_v]). With per-row adapters, rows whose adapter is NULL (the base model) or
+ * not a generator do not read their slice. The tensors are copied; the caller's buffers may be
+ * freed after the call. A run whose generator adapters lack their auxiliary input, with a
+ * tensor no adapter of the run reads, or with a dtype or shape the generator does not accept
+ * fails with GRAFT_STATUS_INVALID_ARGUMENT or GRAFT_STATUS_SHAPE_MISMATCH naming the input.
+ * aux: `count` tensors with non-NULL names, each name once (struct_size as for inputs).
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT (NULL options, NULL aux with
+ *   count > 0, a NULL or repeated name, bad struct_size, byte_size or dtype).
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_run_options_set_aux(graft_run_options *options, const graft_tensor *aux,
+                                                 size_t count);
+
+/* How runs with these options apply generated weights: GRAFT_MERGE_AUTO (the default),
+ * GRAFT_MERGE_UNMERGED or GRAFT_MERGE_MERGED. Both give the same outputs within float
+ * tolerance. A generator bound merged (graft_session_set_adapters with merged 1) is merged under
+ * AUTO. Merging needs one image for the whole batch and no per-row adapters: otherwise
+ * GRAFT_MERGE_MERGED fails the run with GRAFT_STATUS_UNSUPPORTED (AUTO then runs unmerged).
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT (NULL options, unknown mode).
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_run_options_set_merge(graft_run_options *options, int32_t mode);
+
+/* Runs `adapter`'s generator on `aux` (one image: its auxiliary input shaped as the
+ * generator's input) and returns a request adapter: an ordinary adapter holding the generated
+ * weights (plus the adapter's fixed ones). Bind it with graft_session_set_adapters (merged or
+ * not, together with other adapters) or name it per row with graft_run_options_set_row_adapters
+ * for as many runs as the request lasts (decode steps), then free it.
+ * aux, count: the auxiliary tensors by name (read during the call, not retained).
+ * threads: threads the generator may use, 1...256.
+ * out: receives the new adapter; free with graft_adapter_free. Set to NULL on failure.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL argument, an adapter without a
+ *   generator, a missing or unknown auxiliary tensor, wrong dtype, bad thread count);
+ *   GRAFT_STATUS_SHAPE_MISMATCH (features or generated factors of the wrong shape).
+ * Thread safety: any thread; the adapter may be in use meanwhile. */
+GRAFT_API graft_status graft_adapter_generate(const graft_adapter *adapter, const graft_tensor *aux,
+                                              size_t count, int32_t threads, graft_adapter **out);
+
+/* One adapter that is the sum of `count` adapters, each at a scale: binding it equals binding
+ * them together (channel scales of several adapters at one layer multiply; caller scales apply
+ * to low-rank terms). Its terms share the parts' weights (no copy). Use it to give one batch
+ * row several adapters, e.g. an image's request adapter (graft_adapter_generate) and a task
+ * LoRA, with graft_run_options_set_row_adapters. Generator adapters themselves cannot be
+ * composed: compose their request adapters.
+ * scales: `count` finite scales, or NULL for 1.0 each.
+ * out: receives the new adapter (name "a+b"); free with graft_adapter_free. NULL on failure.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT (NULL argument, count 0, a NULL
+ *   entry, adapters of different models, a non-finite scale, a generator adapter).
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_adapter_compose(graft_adapter *const *adapters, const float *scales, size_t count,
+                                             graft_adapter **out);
+
+/* The auxiliary input `adapter`'s generator reads (e.g. "image_features"), valid while the
+ * adapter lives; NULL for an adapter without a generator (and for NULL).
+ * Thread safety: any thread. */
+GRAFT_API const char *graft_adapter_aux_input(const graft_adapter *adapter);
 
 /* ------------------------------------------------------------------------------------------
  * Routed experts: naming routers, controlling them per request, reading routing decisions

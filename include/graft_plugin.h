@@ -163,6 +163,37 @@ typedef struct graft_router {
                                   (the base layer). Needs modality ids with the run. Copied. */
 } graft_router;
 
+/* Generated low-rank terms (since 1.2): the factors of a term come, per request, from a
+   generator — an ONNX model the host loads and runs itself — whose inputs are auxiliary tensors
+   the caller passes with the run (e.g. an image's visual features, VLoRA). Either factor may
+   instead be a fixed learned matrix. At the site the term adds y += s · B (A x), like LoRA. */
+typedef struct graft_generated_term {
+    uint32_t struct_size;      /* sizeof(graft_generated_term) */
+    uint32_t site;             /* site index */
+    uint32_t rank;             /* r >= 1 */
+    float scale;               /* s */
+    const char *a_output;      /* name of the generator output giving A [rank × in_features]; or
+                                  NULL when a_fixed is given */
+    const float *a_fixed;      /* fixed A [rank × in_features] row-major (copied), or NULL */
+    const char *b_output;      /* generator output giving B [out_features × rank]; or NULL */
+    const float *b_fixed;      /* fixed B [out_features × rank] row-major (copied), or NULL */
+} graft_generated_term;
+
+/* A generator declaration (since 1.2). The host loads `model_path` with its own ONNX importer,
+   checks that its only graph input is `aux_input` and that every graph output is used by
+   exactly one factor of `terms` (and no factor names an output it lacks), and runs it per
+   request on the auxiliary tensor of that name. */
+typedef struct graft_generator {
+    uint32_t struct_size;      /* sizeof(graft_generator) */
+    const char *model_path;    /* the generator's .onnx file, relative to the adapter's folder
+                                  (the path passed to load) and confined to it: absolute paths,
+                                  ".." and symlinks leading out are refused */
+    const char *aux_input;     /* auxiliary input name the caller passes, e.g. "image_features";
+                                  the generator's graph input of that name */
+    const graft_generated_term *terms;
+    uint32_t term_count;
+} graft_generator;
+
 /* What the host lends a plugin. Every function is thread-safe unless it says otherwise. */
 typedef struct graft_host_api {
     uint32_t abi_version;      /* the host's GRAFT_PLUGIN_ABI_VERSION */
@@ -213,6 +244,11 @@ typedef struct graft_host_api {
     /* Since 1.1 — check struct_size covers it before calling. Adds a router; writes its id
        (>= 1) for graft_lowrank_term.router. */
     int32_t (*add_router)(graft_adapter_builder *builder, const graft_router *router, uint32_t *id);
+
+    /* Since 1.2 — check struct_size covers it before calling. Declares the adapter's generator
+       (at most one per adapter); the adapter then needs its auxiliary input at run time. The
+       host copies everything. */
+    int32_t (*add_generator)(graft_adapter_builder *builder, const graft_generator *generator);
 } graft_host_api;
 
 /* What a plugin returns from graft_plugin_entry. Static storage is fine: the plugin is never

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Tests of the C ABI and the bindings (issue 4):
 #  0. Tests/ABI/adapters.c: plugin loader errors (Tests/ABI/bad_plugin.c variants) and PEFT
-#     adapters through the C ABI against PyTorch + PEFT references;
+#     adapters through the C ABI against PyTorch + PEFT references; Tests/ABI/vlora.c: generated
+#     per-image weights (auxiliary inputs, request adapters) against PyTorch references;
 #  1. libGraftC.so exports exactly the functions graft.h declares, and nothing else (nm -D);
 #  2. C programs built as C99 and as C++17 (-Wall -Wextra -Werror) against include/graft.h:
 #     Tests/ABI/errors.c (every symbol, every error path, _Static_assert on struct layouts) and
@@ -54,6 +55,8 @@ check "run_fixture.c as C++17" g++ -x c++ -std=c++17 "${flags[@]}" Tests/ABI/run
 check "raii.cpp as C++17" g++ -std=c++17 "${flags[@]}" -Ibindings/cpp Tests/ABI/raii.cpp -o "$tmp/raii" "${link[@]}"
 check "adapters.c as C99" gcc -std=c99 "${flags[@]}" Tests/ABI/adapters.c -o "$tmp/adapters_c99" "${link[@]}" -lm
 check "adapters.c as C++17" g++ -x c++ -std=c++17 "${flags[@]}" Tests/ABI/adapters.c -o "$tmp/adapters_cxx" "${link[@]}"
+check "vlora.c as C99" gcc -std=c99 "${flags[@]}" Tests/ABI/vlora.c -o "$tmp/vlora_c99" "${link[@]}" -lm
+check "vlora.c as C++17" g++ -x c++ -std=c++17 "${flags[@]}" Tests/ABI/vlora.c -o "$tmp/vlora_cxx" "${link[@]}"
 # Broken plugins for the loader's error paths.
 mkdir -p "$tmp/bad"
 for variant in BAD_MAJOR NO_ENTRY NULL_TABLE SMALL_TABLE NULL_LOAD; do
@@ -76,6 +79,15 @@ for prog in adapters_c99 adapters_cxx; do
         out=$("$tmp/$prog" "$fixtures" "$tmp/bad" 2>&1); rc=$?
         echo "$prog: $(tail -1 <<<"$out")"
         if [ $rc -eq 0 ]; then ok; else fail "$prog"; grep -E "FAIL|got|cannot|failed" <<<"$out" | head -20; fi
+    fi
+done
+
+# VLoRA (generated per-image weights) through the C ABI, against the PyTorch references.
+for prog in vlora_c99 vlora_cxx; do
+    if [ -x "$tmp/$prog" ]; then
+        out=$("$tmp/$prog" "$fixtures" 2>&1); rc=$?
+        echo "$prog: $(tail -1 <<<"$out")"
+        if [ $rc -eq 0 ]; then ok; else fail "$prog"; grep -E "FAIL|got|failed|max" <<<"$out" | head -20; fi
     fi
 done
 

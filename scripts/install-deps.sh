@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs what building and testing Graft needs on Debian 12: the three system libraries,
-# pkg-config, and the Python test packages. Safe to re-run: it installs only what is missing.
+# Installs what building and testing Graft needs on Debian 12: OpenBLAS, pkg-config, and the
+# Python test packages (ONNX files are decoded by Graft's own reader: no protobuf, no libonnx).
+# Safe to re-run: it installs only what is missing.
 set -euo pipefail
 
-packages=(libopenblas-dev libonnx-dev libprotobuf-dev pkg-config)
+packages=(libopenblas-dev pkg-config)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -128,6 +128,24 @@ package struct Host {
         return id
     }
 
+    /// Byte size of graft_host_api up to and including add_generator (ABI 1.2).
+    package static let generatorSize = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_generator)! + MemoryLayout<UnsafeRawPointer>.size
+
+    /// Declares the adapter's generator (plugin ABI 1.2: `struct_size` must cover add_generator).
+    package func addGenerator(_ builder: OpaquePointer, _ generator: inout graft_generator) throws(PluginFailure) {
+        let size = Int(api.pointee.struct_size)
+        let version = api.pointee.abi_version
+        guard size >= Self.generatorSize, version & 0xFFFF >= 2, let add = api.pointee.add_generator else {
+            throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, """
+                generated weights need a host with plugin ABI 1.2 or newer (graft_host_api.add_generator); \
+                this host speaks \(version >> 16).\(version & 0xFFFF) and its function table is \(size) bytes \
+                (add_generator needs \(Self.generatorSize))
+                """)
+        }
+        let status = add(builder, &generator)
+        guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
+    }
+
     package func setName(_ builder: OpaquePointer, _ name: String) {
         guard let setName = api.pointee.set_name else { return }
         _ = name.withCString { setName(builder, $0) }

@@ -81,6 +81,9 @@ final class RunOptionsBox {
     var rowAdapters: [CoreAdapter?]?
     /// Modality id per token (nil: none).
     var modalities: [UInt8]?
+    /// Auxiliary tensors by name, copied (nil: none), and how generated weights are applied.
+    var aux: [String: HostTensor]?
+    var merge = MergePolicy.auto
     /// Per-request control of routed experts (RoutingExports.swift; nil: none).
     var routing: RoutingControl?
     /// The record runs write routing decisions into (kept alive here).
@@ -91,13 +94,19 @@ final class RunOptionsBox {
 final class AdapterBox {
     let core: CoreAdapter
     let name: UnsafeMutablePointer<CChar>
+    /// The generator's auxiliary input name (nil: not a generator).
+    let auxInput: UnsafeMutablePointer<CChar>?
 
     init(core: CoreAdapter) {
         self.core = core
         name = strdup(core.name)
+        auxInput = core.generator.map { strdup($0.auxInput) }
     }
 
-    deinit { free(name) }
+    deinit {
+        free(name)
+        free(auxInput)
+    }
 }
 
 // MARK: - Handle conversion

@@ -137,8 +137,47 @@ int main(int argc, char **argv) {
             CHECK(max_diff(r, with, 0, half) <= 1e-4 && max_diff(r, without, half, r.count()) <= 1e-4);
             graft::Adapter moved(std::move(lora));
             CHECK(lora.get() == nullptr && moved.name() == "lora_qv_r8");
+            CHECK(!moved.aux_input());
             npy_free(&with);
             npy_free(&without);
+
+            // VLoRA: image features as an auxiliary input, and a request adapter, on the llama.
+            graft::Model llama(root + "/llama_torchscript/model.onnx");
+            graft::Adapter vlora(llama, root + "/vlora/llama_qv_r4");
+            CHECK(vlora.aux_input() == std::string("image_features"));
+            npy_array img, ref, li[3];
+            CHECK(npy_read((root + "/vlora/refs/features/img0.npy").c_str(), &img) == 0);
+            CHECK(npy_read((root + "/vlora/refs/single/logits.npy").c_str(), &ref) == 0);
+            const char *llama_inputs[3] = {"input_ids", "attention_mask", "position_ids"};
+            std::vector<graft::TensorView> lv;
+            for (int i = 0; i < 3; i++) {
+                CHECK(npy_read((root + "/llama_torchscript/basic/inputs/" + llama_inputs[i] + ".npy").c_str(), &li[i]) == 0);
+                lv.push_back(graft::TensorView::of(llama_inputs[i], static_cast<const int64_t *>(li[i].data),
+                                                   std::vector<int64_t>(li[i].shape, li[i].shape + li[i].rank)));
+            }
+            std::vector<graft::TensorView> aux = {graft::TensorView::of(
+                "image_features", static_cast<const float *>(img.data), std::vector<int64_t>(img.shape, img.shape + img.rank))};
+            graft::Session ls(llama);
+            ls.set_adapters({{&vlora, 1.0f}});
+            auto out = ls.run_aux(lv, aux, GRAFT_MERGE_MERGED);
+            const graft::Tensor &logits = out.at("logits");
+            CHECK(logits.byte_size() == ref.byte_size && max_diff(logits, ref, 0, logits.count()) <= 1e-4);
+            graft::Adapter request = vlora.generate(aux);
+            CHECK(!request.aux_input());
+            ls.set_adapters({{&request, 1.0f}});
+            auto again = ls.run(lv);
+            CHECK(max_diff(again.at("logits"), ref, 0, logits.count()) <= 1e-4);
+            ls.set_adapters({{&vlora, 1.0f}});
+            try {
+                ls.run(lv);   // no features
+                CHECK(false);
+            } catch (const graft::Error &e) {
+                CHECK(e.status() == GRAFT_STATUS_INVALID_ARGUMENT &&
+                      std::string(e.what()).find("image_features") != std::string::npos);
+            }
+            npy_free(&img);
+            npy_free(&ref);
+            for (auto &a : li) npy_free(&a);
             for (auto &a : arrays) npy_free(&a);
         } catch (const graft::Error &e) {
             std::printf("fixture: %s\n", e.what());

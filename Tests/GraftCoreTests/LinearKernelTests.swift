@@ -241,9 +241,10 @@ struct LinearKernelTests {
         })
     }
 
-    /// Weight products large enough to be split across threads (by rows, or by columns for
-    /// M = 1) agree with the plain-loop reference (tolerance as above).
-    @Test(arguments: [([3, 64, 96], [96, 80]), ([1, 512], [512, 1024]), ([2, 1, 700], [700, 400])])
+    /// Weight products large enough to be split across threads (by rows when there are more
+    /// rows than columns, else by columns: GEMV at M = 1, GEMM on column blocks otherwise)
+    /// agree with the plain-loop reference (tolerance as above).
+    @Test(arguments: [([3, 64, 96], [96, 80]), ([1, 512], [512, 1024]), ([2, 1, 700], [700, 400]), ([1, 40, 64], [64, 300])])
     func splitWeightProducts(_ shapes: ([Int], [Int])) throws {
         let a = random(shapes.0, seed: 11), b = random(shapes.1, seed: 12)
         let want = refMatMul(a, b)

@@ -88,6 +88,18 @@ struct TensorView {
     }
 };
 
+namespace detail {
+/// graft_tensor descriptors of views (valid while the views live).
+inline std::vector<graft_tensor> views(const std::vector<TensorView> &inputs) {
+    std::vector<graft_tensor> in;
+    in.reserve(inputs.size());
+    for (const TensorView &v : inputs)
+        in.push_back(graft_tensor{sizeof(graft_tensor), v.dtype, v.name.c_str(), v.shape.size(),
+                                  v.shape.data(), const_cast<void *>(v.data), v.byte_size});
+    return in;
+}
+}  // namespace detail
+
 /// An output tensor owning its bytes.
 class Tensor {
 public:
@@ -203,7 +215,24 @@ public:
     std::string name() const { return graft_adapter_name(handle_); }
     graft_adapter *get() const noexcept { return handle_; }
 
+    /// The auxiliary input this adapter's generator reads ("image_features" for VLoRA), or
+    /// std::nullopt for an adapter without a generator.
+    std::optional<std::string> aux_input() const {
+        const char *name = graft_adapter_aux_input(handle_);
+        return name ? std::optional<std::string>(name) : std::nullopt;
+    }
+
+    /// A request adapter: this adapter's generator run on one image's auxiliary tensors
+    /// (graft_adapter_generate); bind it or name it per row for as long as the request lasts.
+    Adapter generate(const std::vector<TensorView> &aux, int threads = 1) const {
+        std::vector<graft_tensor> t = detail::views(aux);
+        graft_adapter *out = nullptr;
+        detail::check(graft_adapter_generate(handle_, t.data(), t.size(), threads, &out));
+        return Adapter(out);
+    }
+
 private:
+    explicit Adapter(graft_adapter *handle) noexcept : handle_(handle) {}
     graft_adapter *handle_ = nullptr;
 };
 
@@ -282,6 +311,34 @@ public:
     /// Runs on `inputs` (every declared input, by name) and returns every output by name.
     std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs) { return run_with(inputs, nullptr); }
 
+    /// Runs with auxiliary tensors for generator adapters (VLoRA: {"image_features", [N_v, d_v]}
+    /// for every row, or [batch, N_v, d_v]), generated weights applied as `merge`
+    /// (GRAFT_MERGE_*), and optionally one adapter per row (nullptr: the base model).
+    std::map<std::string, Tensor> run_aux(const std::vector<TensorView> &inputs, const std::vector<TensorView> &aux,
+                                          int32_t merge = GRAFT_MERGE_AUTO,
+                                          const std::vector<const Adapter *> &row_adapters = {}) {
+        graft_run_options *opts = nullptr;
+        detail::check(graft_run_options_create(&opts));
+        std::vector<graft_tensor> t = detail::views(aux);
+        std::vector<graft_adapter *> rows;
+        for (const Adapter *a : row_adapters) rows.push_back(a ? a->get() : nullptr);
+        graft_status s = graft_run_options_set_aux(opts, t.data(), t.size());
+        if (s == GRAFT_STATUS_OK) s = graft_run_options_set_merge(opts, merge);
+        if (s == GRAFT_STATUS_OK && !rows.empty()) s = graft_run_options_set_row_adapters(opts, rows.data(), rows.size());
+        if (s != GRAFT_STATUS_OK) {
+            graft_run_options_free(opts);
+            detail::check(s);
+        }
+        try {
+            auto result = run_with(inputs, opts);
+            graft_run_options_free(opts);
+            return result;
+        } catch (...) {
+            graft_run_options_free(opts);
+            throw;
+        }
+    }
+
 private:
     std::map<std::string, Tensor> run_with(const std::vector<TensorView> &inputs, const graft_run_options *options) {
         std::vector<graft_tensor> in = views(inputs);
@@ -316,14 +373,7 @@ public:
     graft_session *get() const noexcept { return handle_; }
 
 private:
-    static std::vector<graft_tensor> views(const std::vector<TensorView> &inputs) {
-        std::vector<graft_tensor> in;
-        in.reserve(inputs.size());
-        for (const TensorView &v : inputs)
-            in.push_back(graft_tensor{sizeof(graft_tensor), v.dtype, v.name.c_str(), v.shape.size(),
-                                      v.shape.data(), const_cast<void *>(v.data), v.byte_size});
-        return in;
-    }
+    static std::vector<graft_tensor> views(const std::vector<TensorView> &inputs) { return detail::views(inputs); }
     graft_session *handle_ = nullptr;
     std::vector<std::string> output_names_;
 };

@@ -33,6 +33,12 @@ void vmath_sigmoid(const float *x, float *y, size_t n);
  * like the formula and GraftCore's Swift softmax. */
 void vmath_softmax_row(const float *x, float *y, size_t n);
 
+/* One row of a broadcast float32 binary operation: o[j] = a[j·sa] OP b[j·sb] for j < n
+ * (strides in elements; 0 repeats one value). o may be a or b (in place); other overlaps are
+ * not allowed. op: VMATH_ARITH_*. Plain C loops the compiler vectorises (arith.c). */
+enum { VMATH_ARITH_ADD = 0, VMATH_ARITH_SUB = 1, VMATH_ARITH_MUL = 2, VMATH_ARITH_DIV = 3 };
+void vmath_arith_row(int op, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t sb, float *o, size_t n);
+
 /* Which path the functions above use: GRAFT_VMATH_SCALAR or GRAFT_VMATH_AVX2. */
 enum { GRAFT_VMATH_SCALAR = 0, GRAFT_VMATH_AVX2 = 1 };
 int vmath_path(void);

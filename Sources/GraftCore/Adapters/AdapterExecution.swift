@@ -111,6 +111,61 @@ final class SessionAdapters {
         mergedWeights = [:]
     }
 
+    /// How one entry of `bind(entries:)` is applied.
+    enum Use { case terms, merge, alreadyMerged }
+
+    /// One adapter of a run that mixes generated and static adapters: its caller scale, the
+    /// batch rows it applies to (nil: all), and whether its low-rank terms are evaluated per
+    /// token, folded into this run's weight copies, or already in `baseWeights`.
+    struct Entry {
+        let adapter: CoreAdapter
+        let scale: Float
+        let rows: [Int]?
+        let use: Use
+    }
+
+    /// Binds entries on top of `baseWeights` (the bound adapters' merged weights, shared:
+    /// copied before any change). Merged entries must apply to every row.
+    func bind(entries: [Entry], model: CoreModel, baseWeights: [Int: HostTensor]) throws {
+        var next = [SiteState?](repeating: nil, count: model.sites.count)
+        var weights = baseWeights
+        var copied = Set<Int>()
+        for e in entries {
+            try Self.checkBelongs(e.adapter, to: model)
+            guard e.scale.isFinite else { throw GraftError(.invalidArgument, "adapter '\(e.adapter.name)': scale \(e.scale) is not finite") }
+            switch e.use {
+            case .terms:
+                for (site, terms) in e.adapter.lowRank {
+                    Self.edit(&next, site) { Self.add(terms, of: e.adapter, scale: e.scale, rows: e.rows, to: &$0) }
+                }
+            case .merge:
+                guard e.rows == nil, e.adapter.isMergeable else {
+                    throw GraftError(.unsupported, "adapter '\(e.adapter.name)' cannot be merged here (gated or non-linear terms, or it applies to some rows only); run it unmerged")
+                }
+                for (site, terms) in e.adapter.lowRank {
+                    if !copied.contains(site) {
+                        weights[site] = try (weights[site] ?? model.graph.initializers[model.sites[site].weight])?.copy()
+                            ?? { throw GraftError(.internalError, "site \(site) has no weight") }()
+                        copied.insert(site)
+                    }
+                    for t in terms { Self.merge(t, scale: e.scale, into: weights[site]!, layout: model.sites[site].layout) }
+                }
+            case .alreadyMerged:
+                break
+            }
+            Self.addScales(e.adapter, rows: e.rows, into: &next)
+        }
+        sites = next
+        mergedWeights = weights
+    }
+
+    /// Drops every term and weight copy (a run's generated weights end with the run).
+    func clear() {
+        sites = Array(repeating: nil, count: sites.count)
+        mergedWeights = [:]
+        modalities = nil
+    }
+
     private static func checkBelongs(_ adapter: CoreAdapter, to model: CoreModel) throws {
         guard adapter.model == ObjectIdentifier(model) else {
             throw GraftError(.invalidArgument, "adapter '\(adapter.name)' was loaded for another model; load it for this one")

@@ -49,9 +49,12 @@ package final class CoreAdapter: @unchecked Sendable {
     /// Per-channel scales per site index: on the site's input [in] and output [out].
     package let inputScales: [Int: HostTensor]
     package let outputScales: [Int: HostTensor]
+    /// Terms generated per request from auxiliary inputs (VLoRA), or nil.
+    package let generator: AdapterGenerator?
 
     package init(name: String, source: String, plugin: String, model: ObjectIdentifier,
-                 lowRank: [Int: [LowRank]], routers: [Router] = [], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor]) {
+                 lowRank: [Int: [LowRank]], routers: [Router] = [], inputScales: [Int: HostTensor], outputScales: [Int: HostTensor],
+                 generator: AdapterGenerator? = nil) {
         self.name = name
         self.source = source
         self.plugin = plugin
@@ -60,6 +63,7 @@ package final class CoreAdapter: @unchecked Sendable {
         self.routers = routers
         self.inputScales = inputScales
         self.outputScales = outputScales
+        self.generator = generator
     }
 
     /// Sites the adapter touches, sorted.

@@ -110,6 +110,10 @@ package enum PluginHost {
             guard let builder, let router, let id else { return fail(.invalidArgument, "add_router: NULL argument") }
             return AdapterBuilder.from(builder).addRouter(router, id: id)
         }
+        t.add_generator = { builder, generator in
+            guard let builder, let generator else { return fail(.invalidArgument, "add_generator: NULL argument") }
+            return AdapterBuilder.from(builder).addGenerator(generator)
+        }
         t.set_name = { builder, name in
             guard let builder, let name else { return fail(.invalidArgument, "set_name: NULL argument") }
             AdapterBuilder.from(builder).name = String(cString: name)
@@ -182,6 +186,9 @@ final class AdapterBuilder {
     var routers: [CoreAdapter.Router] = []
     var inputScales: [Int: HostTensor] = [:]
     var outputScales: [Int: HostTensor] = [:]
+    /// The adapter's path (the generator's model path is confined to its folder) and generator.
+    var path = ""
+    var generator: AdapterGenerator?
     /// Largest rank a term may have (keeps a hostile plugin file from asking for huge copies).
     static let maxRank = 4096
 

@@ -106,6 +106,7 @@ package enum PluginRegistry {
         }
         let defaultName = path.split(separator: "/").last.map(String.init) ?? path
         let builder = AdapterBuilder(model: model, name: defaultName)
+        builder.path = path
         cgraft_plugin_clear_error()
         let status = withExtendedLifetime(builder) {
             plugin.table.pointee.load!(plugin.table.pointee.ctx, path, builder.opaque)
@@ -115,11 +116,12 @@ package enum PluginRegistry {
             let code = GraftError.Code(rawValue: status) ?? .internalError
             throw GraftError(code, "plugin \(plugin.name) could not load '\(path)': \(message.isEmpty ? "status \(status) without a message" : message)")
         }
-        guard !builder.lowRank.isEmpty || !builder.inputScales.isEmpty || !builder.outputScales.isEmpty else {
+        guard !builder.lowRank.isEmpty || !builder.inputScales.isEmpty || !builder.outputScales.isEmpty || builder.generator != nil else {
             throw GraftError(.invalidData, "plugin \(plugin.name) loaded '\(path)' but it adds nothing to any site")
         }
         return CoreAdapter(name: builder.name, source: path, plugin: plugin.name, model: ObjectIdentifier(model),
-                           lowRank: builder.lowRank, routers: builder.routers, inputScales: builder.inputScales, outputScales: builder.outputScales)
+                           lowRank: builder.lowRank, routers: builder.routers, inputScales: builder.inputScales, outputScales: builder.outputScales,
+                           generator: builder.generator)
     }
 
     /// Files that look like plugins in a folder: `libGraftPlugin*.so`.

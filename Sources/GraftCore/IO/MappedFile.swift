@@ -11,7 +11,7 @@ package final class MappedFile: @unchecked Sendable {
     package let size: Int
 
     /// `populate`: fault every page in up front (MAP_POPULATE) — faster for a file that is
-    /// read whole right away, like a model parsed by protobuf.
+    /// read whole right away, like a model file being decoded.
     package init(path: String, populate: Bool = false) throws {
         self.path = path
         let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -40,6 +40,18 @@ package final class MappedFile: @unchecked Sendable {
 
     /// The mapped bytes (empty for an empty file).
     package var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: size) }
+
+    /// Gives the whole pages inside `range` (byte offsets) back to the kernel: for bytes that
+    /// were copied out and will not be read again, so they stop counting in the process's
+    /// resident memory while the mapping lives on for tensors used in place. Reading them
+    /// again would fault them back in from the file.
+    package func release(_ range: Range<Int>) {
+        guard let base, range.lowerBound >= 0, range.upperBound <= size else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (range.lowerBound + page - 1) / page * page
+        let hi = range.upperBound / page * page
+        if hi > lo { _ = madvise(base + lo, hi - lo, MADV_DONTNEED) }
+    }
 
     deinit {
         if let base { munmap(base, size) }

@@ -1,22 +1,18 @@
-import COnnx
-
 /// Turns one TensorProto into a HostTensor: checks dims and data length against each other
 /// before any allocation sized by the file, reads raw or typed fields or external data, and
 /// widens float16/bfloat16/float64 to float32 (the only float type kernels compute in).
 enum TensorDecoding {
-    /// `owner` keeps the proto alive: raw data of a compute type that is aligned for its
-    /// element size is used in place rather than copied.
-    static func decode(_ t: OpaquePointer, externals: ExternalDataResolver, owner: AnyObject? = nil,
+    /// `mapping`, when the proto's bytes are a mapped model file: raw data of a compute type
+    /// that is aligned for its element size is used in place (the tensor keeps the mapping
+    /// alive); raw data that has to be copied gives its pages back to the kernel afterwards.
+    static func decode(_ t: ProtoTensor, externals: ExternalDataResolver, mapping: MappedFile? = nil,
                        context: @autoclosure () -> String) throws -> HostTensor {
-        let name = String(cString: gx_tensor_name(t))
-        let what = "tensor '\(name)'\(context())"
-        let code = gx_tensor_data_type(t)
-        guard let fileType = DType(rawValue: code) else {
-            throw GraftError(.unsupported, "\(what) has data type \(DType.onnxName(code)), which Graft does not support")
+        let what = "tensor '\(t.name)'\(context())"
+        guard let fileType = DType(rawValue: t.dataType) else {
+            throw GraftError(.unsupported, "\(what) has data type \(DType.onnxName(t.dataType)), which Graft does not support")
         }
         var shape: [Int] = []
-        for i in 0..<gx_tensor_dims_count(t) {
-            let d = gx_tensor_dim(t, i)
+        for d in t.dims {
             guard d >= 0, d <= Int64(Shape.maxElements) else {
                 throw GraftError(.invalidModel, "\(what) has invalid dimension \(d)")
             }
@@ -26,20 +22,21 @@ enum TensorDecoding {
         let expectedBytes = count * fileType.byteSize
 
         // Locate the bytes, validated against the dims before anything is allocated.
-        if gx_tensor_is_external(t) != 0 {
+        if t.isExternal {
             return try decodeExternal(t, fileType: fileType, shape: shape, expectedBytes: expectedBytes, externals: externals, what: what)
         }
-        var rawPtr: UnsafeRawPointer?
-        var rawLen = 0
-        if gx_tensor_raw_data(t, &rawPtr, &rawLen) != 0 {
-            guard rawLen == expectedBytes else {
-                throw GraftError(.invalidModel, "\(what): raw data has \(rawLen) bytes but shape \(shape) of \(fileType) needs \(expectedBytes)")
+        if let raw = t.rawData {
+            guard raw.count == expectedBytes else {
+                throw GraftError(.invalidModel, "\(what): raw data has \(raw.count) bytes but shape \(shape) of \(fileType) needs \(expectedBytes)")
             }
-            if let owner, let p = rawPtr, fileType.isComputeType, rawLen >= 4096, Int(bitPattern: p) % 16 == 0 {
+            if let mapping, let p = raw.baseAddress, fileType.isComputeType, raw.count >= 4096,
+               Int(bitPattern: p) % fileType.byteSize == 0 {
                 return HostTensor(dtype: fileType, shape: shape,
-                                  storage: TensorStorage(borrowing: UnsafeMutableRawPointer(mutating: p), byteCount: rawLen, keepAlive: owner))
+                                  storage: TensorStorage(borrowing: UnsafeMutableRawPointer(mutating: p), byteCount: raw.count, keepAlive: mapping))
             }
-            return convert(from: rawPtr, fileType: fileType, shape: shape)
+            let tensor = convert(from: raw.baseAddress, fileType: fileType, shape: shape)
+            mapping?.release(t.rawDataOffset..<t.rawDataOffset + raw.count)
+            return tensor
         }
         // Typed fields.
         func checkCount(_ n: Int, _ field: String) throws {
@@ -49,21 +46,21 @@ enum TensorDecoding {
         }
         switch fileType {
         case .float32:
-            try checkCount(gx_tensor_float_count(t), "float_data")
-            return convert(from: UnsafeRawPointer(gx_tensor_floats(t)), fileType: .float32, shape: shape)
+            try checkCount(t.floatData.count, "float_data")
+            return t.floatData.withUnsafeBytes { convert(from: $0.baseAddress, fileType: .float32, shape: shape) }
         case .int64:
-            try checkCount(gx_tensor_int64_count(t), "int64_data")
-            return convert(from: UnsafeRawPointer(gx_tensor_int64s(t)), fileType: .int64, shape: shape)
+            try checkCount(t.int64Data.count, "int64_data")
+            return t.int64Data.withUnsafeBytes { convert(from: $0.baseAddress, fileType: .int64, shape: shape) }
         case .float64:
-            try checkCount(gx_tensor_double_count(t), "double_data")
-            return convert(from: UnsafeRawPointer(gx_tensor_doubles(t)), fileType: .float64, shape: shape)
+            try checkCount(t.doubleData.count, "double_data")
+            return t.doubleData.withUnsafeBytes { convert(from: $0.baseAddress, fileType: .float64, shape: shape) }
         case .int32, .bool, .uint8, .int8, .float16, .bfloat16:
             // These are stored widened to int32 in int32_data.
-            try checkCount(gx_tensor_int32_count(t), "int32_data")
-            let src = gx_tensor_int32s(t)
+            try checkCount(t.int32Data.count, "int32_data")
+            let src = t.int32Data
             let out = HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape)
             for i in 0..<count {
-                let v = src?[i] ?? 0
+                let v = src[i]
                 switch fileType {
                 case .int32: out.pointer(Int32.self)[i] = v
                 case .bool: out.pointer(UInt8.self)[i] = v != 0 ? 1 : 0
@@ -77,14 +74,12 @@ enum TensorDecoding {
         }
     }
 
-    private static func decodeExternal(_ t: OpaquePointer, fileType: DType, shape: [Int], expectedBytes: Int,
+    private static func decodeExternal(_ t: ProtoTensor, fileType: DType, shape: [Int], expectedBytes: Int,
                                        externals: ExternalDataResolver, what: String) throws -> HostTensor {
         var location = ""
         var offset = 0
         var length: Int?
-        for i in 0..<gx_tensor_external_count(t) {
-            let key = String(cString: gx_tensor_external_key(t, i))
-            let value = String(cString: gx_tensor_external_value(t, i))
+        for (key, value) in t.external {
             switch key {
             case "location": location = value
             case "offset":
@@ -117,11 +112,13 @@ enum TensorDecoding {
     }
 
     /// Copies little-endian element bytes (possibly unaligned) into a new tensor, widening
-    /// float16/bfloat16/float64 to float32.
+    /// float16/bfloat16/float64 to float32. Every element is written, so the storage is not
+    /// zeroed first.
     private static func convert(from src: UnsafeRawPointer?, fileType: DType, shape: [Int]) -> HostTensor {
         let count = Shape.product(shape)
-        let out = HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape)
-        guard let src, count > 0 else { return out }
+        guard let src, count > 0 else { return HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape) }
+        let dtype = fileType.isComputeType ? fileType : .float32
+        let out = HostTensor(dtype: dtype, shape: shape, storage: TensorStorage(uninitialized: count * dtype.byteSize))
         switch fileType {
         case .float16:
             let dst = out.pointer(Float.self)

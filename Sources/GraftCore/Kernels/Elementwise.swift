@@ -156,47 +156,59 @@ package enum ElementwiseKernels {
         }
     }
 
-    /// `out[i] = f(a[i'], b[i''])` over a broadcast plan.
+    /// Walks a two-operand broadcast plan as runs of contiguous output, split across threads:
+    /// `run(out, a, b, count)` gets the element offsets of a run's first output and operand
+    /// elements and its length; within a run the operands step by the plan's inner strides.
     @inline(__always)
-    static func runBinary<A, B, O>(_ p: BroadcastPlan, _ a: UnsafePointer<A>, _ b: UnsafePointer<B>,
-                                   _ o: UnsafeMutablePointer<O>, threads: Int, _ f: (A, B) -> O) {
-        let n = p.inner
-        let ia = p.innerStride0, ib = p.innerStride1
+    static func forBinaryRuns(_ p: BroadcastPlan, threads: Int, _ run: (Int, Int, Int, Int) -> Void) {
+        let n = p.inner, ia = p.innerStride0, ib = p.innerStride1
         if p.rows == 1 {
             // One long row (same shapes, scalar operand): split the row itself.
             parallelFor(n, threads: threads, minPerThread: grain) { range in
-                let lo = range.lowerBound, m = range.count
-                let out = o + lo, pa = a + lo * ia, pb = b + lo * ib
-                if ia == 1 && ib == 1 {
-                    for j in 0..<m { out[j] = f(pa[j], pb[j]) }
-                } else if ia == 1 {
-                    let y = pb[0]
-                    for j in 0..<m { out[j] = f(pa[j], y) }
-                } else if ib == 1 {
-                    let x = pa[0]
-                    for j in 0..<m { out[j] = f(x, pb[j]) }
-                } else {
-                    out.update(repeating: f(pa[0], pb[0]), count: m)
-                }
+                run(range.lowerBound, range.lowerBound * ia, range.lowerBound * ib, range.count)
             }
             return
         }
         parallelFor(p.rows, threads: threads, minPerThread: max(1, grain / max(n, 1))) { range in
-            p.forRows(range) { r, oa, ob, _ in
-                let out = o + r * n
-                let pa = a + oa, pb = b + ob
-                if ia == 1 && ib == 1 {
-                    for j in 0..<n { out[j] = f(pa[j], pb[j]) }
-                } else if ia == 1 && ib == 0 {
-                    let y = pb[0]
-                    for j in 0..<n { out[j] = f(pa[j], y) }
-                } else if ia == 0 && ib == 1 {
-                    let x = pa[0]
-                    for j in 0..<n { out[j] = f(x, pb[j]) }
-                } else {
-                    for j in 0..<n { out[j] = f(pa[j * ia], pb[j * ib]) }
-                }
+            p.forRows(range) { r, oa, ob, _ in run(r * n, oa, ob, n) }
+        }
+    }
+
+    /// `out[i] = f(a[i'], b[i''])` over a broadcast plan.
+    @inline(__always)
+    static func runBinary<A, B, O>(_ p: BroadcastPlan, _ a: UnsafePointer<A>, _ b: UnsafePointer<B>,
+                                   _ o: UnsafeMutablePointer<O>, threads: Int, _ f: (A, B) -> O) {
+        let ia = p.innerStride0, ib = p.innerStride1
+        forBinaryRuns(p, threads: threads) { oo, oa, ob, m in
+            let out = o + oo, pa = a + oa, pb = b + ob
+            if ia == 1 && ib == 1 {
+                for j in 0..<m { out[j] = f(pa[j], pb[j]) }
+            } else if ia == 1 && ib == 0 {
+                let y = pb[0]
+                for j in 0..<m { out[j] = f(pa[j], y) }
+            } else if ia == 0 && ib == 1 {
+                let x = pa[0]
+                for j in 0..<m { out[j] = f(x, pb[j]) }
+            } else {
+                for j in 0..<m { out[j] = f(pa[j * ia], pb[j * ib]) }
             }
+        }
+    }
+
+    /// Float add / sub / mul / div over a broadcast plan, a C loop per run (`vmath_arith_row`):
+    /// `runBinary`'s closure is called per element once the loop runs on a worker thread.
+    static func runArithmetic(_ p: BroadcastPlan, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                              _ o: UnsafeMutablePointer<Float>, threads: Int, op: Arith) {
+        let ia = p.innerStride0, ib = p.innerStride1
+        let code: Int32
+        switch op {
+        case .add: code = Int32(VMATH_ARITH_ADD)
+        case .sub: code = Int32(VMATH_ARITH_SUB)
+        case .mul: code = Int32(VMATH_ARITH_MUL)
+        case .div: code = Int32(VMATH_ARITH_DIV)
+        }
+        forBinaryRuns(p, threads: threads) { oo, oa, ob, m in
+            vmath_arith_row(code, a + oa, ia, b + ob, ib, o + oo, m)
         }
     }
 
@@ -234,13 +246,7 @@ package enum ElementwiseKernels {
         switch a.dtype {
         case .float32:
             return CompiledKernel(outputs: out) { io in
-                let x = io.input(0, Float.self), y = io.input(1, Float.self), z = io.output(0, Float.self)
-                switch op {
-                case .add: runBinary(plan, x, y, z, threads: threads) { $0 + $1 }
-                case .sub: runBinary(plan, x, y, z, threads: threads) { $0 - $1 }
-                case .mul: runBinary(plan, x, y, z, threads: threads) { $0 * $1 }
-                case .div: runBinary(plan, x, y, z, threads: threads) { $0 / $1 }
-                }
+                runArithmetic(plan, io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self), threads: threads, op: op)
             }
         case .int64:
             let label = ctx.node.label, bCount = b.count

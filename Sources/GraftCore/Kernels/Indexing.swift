@@ -487,43 +487,26 @@ package enum IndexingKernels {
             throw ctx.fail(.invalidModel, "pads \(pads) remove more than input \(x.shape) holds")
         }
         let total = try ShapeKernels.checked(outShape, ctx)
-        // The index maps below are sized by the output dims: check the output first.
+        // Nothing is allocated before the output's size is known to be allowed.
         try Shape.checkAllocation(total * elem, "\(ctx.node.label): output \(x.dtype)\(outShape)")
         if total == 0 { return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { _ in } }
-        // Source index per output index, per level (-1: padding, constant mode only).
-        var maps: [Int] = []
-        var mapStart: [Int] = []
+        // Per level: the output positions [lo, hi) that copy the input in order; the rest are
+        // padding, whose source index `PadPlan.source` computes (nothing is sized by the dims
+        // here: a pad of 2^28 along one axis costs no plan-time memory or time).
         var lo: [Int] = [], hi: [Int] = []
         for i in 0..<r {
             let n = x.shape[i], before = pads[i], o = outShape[i]
             if mode != "constant", n == 0, o > 0 {
                 throw ctx.fail(.invalidModel, "cannot pad an empty axis \(i) in \(mode) mode")
             }
-            mapStart.append(maps.count)
-            for j in 0..<o {
-                var s = j - before
-                if s < 0 || s >= n {
-                    switch mode {
-                    case "edge": s = min(max(s, 0), n - 1)
-                    case "reflect":
-                        if n == 1 { s = 0 } else {
-                            let period = 2 * (n - 1)
-                            s = ((s % period) + period) % period
-                            if s >= n { s = period - s }
-                        }
-                    default: s = -1
-                    }
-                }
-                maps.append(s)
-            }
             lo.append(min(max(before, 0), o))
             hi.append(max(min(before + n, o), min(max(before, 0), o)))
         }
         let inStrides = Shape.strides(x.shape).map { $0 * elem }
         let outStrides = Shape.strides(outShape).map { $0 * elem }
-        let constant = mode == "constant"
-        let plan = PadPlan(rank: r, outShape: outShape, maps: maps, mapStart: mapStart, lo: lo, hi: hi,
-                           inStrides: inStrides, outStrides: outStrides, elem: elem, constant: constant)
+        let padMode: PadPlan.Mode = mode == "edge" ? .edge : mode == "reflect" ? .reflect : .constant
+        let plan = PadPlan(rank: r, outShape: outShape, inShape: x.shape, before: Array(pads[0..<r]), mode: padMode, lo: lo, hi: hi,
+                           inStrides: inStrides, outStrides: outStrides, elem: elem)
         let fixed = attrValue
         return CompiledKernel(outputs: [TensorType(x.dtype, outShape)]) { [valueFromInput] io in
             guard total > 0 else { return }
@@ -540,25 +523,44 @@ package enum IndexingKernels {
     }
 
     struct PadPlan: Sendable {
+        enum Mode { case constant, edge, reflect }
         let rank: Int
-        let outShape: [Int], maps: [Int], mapStart: [Int], lo: [Int], hi: [Int]
+        let outShape: [Int], inShape: [Int], before: [Int]
+        let mode: Mode
+        let lo: [Int], hi: [Int]
         let inStrides: [Int], outStrides: [Int]
         let elem: Int
-        let constant: Bool
+
+        /// Input index that output position `j` of axis `level` reads, or -1 for the constant.
+        @inline(__always)
+        func source(_ level: Int, _ j: Int) -> Int {
+            let n = inShape[level]
+            var s = j - before[level]
+            if s >= 0 && s < n { return s }
+            switch mode {
+            case .constant: return -1
+            case .edge: s = min(max(s, 0), n - 1)
+            case .reflect:
+                if n == 1 { return 0 }
+                let period = 2 * (n - 1)
+                s = ((s % period) + period) % period
+                if s >= n { s = period - s }
+            }
+            return s
+        }
 
         func walk(level: Int, src: UnsafeRawPointer, dst: UnsafeMutableRawPointer, bits: UInt64) {
             let o = outShape[level]
-            let ms = mapStart[level]
             if level == rank - 1 {
                 let l = lo[level], h = hi[level]
-                for j in 0..<l { edgeElement(j, ms, src, dst, bits) }
-                if h > l { (dst + l * elem).copyMemory(from: src + maps[ms + l] * elem, byteCount: (h - l) * elem) }
-                for j in h..<o { edgeElement(j, ms, src, dst, bits) }
+                for j in 0..<l { edgeElement(j, level, src, dst, bits) }
+                if h > l { (dst + l * elem).copyMemory(from: src + source(level, l) * elem, byteCount: (h - l) * elem) }
+                for j in h..<o { edgeElement(j, level, src, dst, bits) }
                 return
             }
             let os = outStrides[level], ins = inStrides[level]
             for j in 0..<o {
-                let s = maps[ms + j]
+                let s = source(level, j)
                 if s < 0 {
                     ShapeKernels.fill(dst + j * os, count: os / elem, elementSize: elem, bits: bits)
                 } else {
@@ -568,8 +570,8 @@ package enum IndexingKernels {
         }
 
         @inline(__always)
-        private func edgeElement(_ j: Int, _ ms: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, _ bits: UInt64) {
-            let s = maps[ms + j]
+        private func edgeElement(_ j: Int, _ level: Int, _ src: UnsafeRawPointer, _ dst: UnsafeMutableRawPointer, _ bits: UInt64) {
+            let s = source(level, j)
             if s < 0 {
                 ShapeKernels.fill(dst + j * elem, count: 1, elementSize: elem, bits: bits)
             } else {

@@ -94,12 +94,15 @@ package enum LinearKernels {
 
         if batchB.isEmpty {
             // B is a 2-D weight: fold every batch dim of A into M. OpenBLAS is pinned to one
-            // thread (CoreModel.configureBLAS), so the session's threads split the product:
-            // by rows when there are enough of them, else by columns (decode, M = 1).
+            // thread (CoreModel.configureBLAS), so the session's threads split the product.
+            // Each part packs its whole share of both operands on every call, so split the
+            // larger one: by rows when there are more rows than columns (each part then packs
+            // all of B [k×n] and its rows of A), else by columns (each packs its columns of B
+            // and all of A [rows×k]) — columns for short sequences and decode.
             let rowCount = Shape.product(batchA) * m
             let rows = try blasInt(rowCount, "rows of A", ctx)
             let threads = rowCount * n * k >= splitGemmWork ? ctx.threads : 1
-            let byRows = rowCount >= 4 * threads
+            let byRows = rowCount >= 4 * threads && rowCount > n
             return CompiledKernel(outputs: [outType]) { io in
                 let pa = io.input(0, Float.self), pb = io.input(1, Float.self), pc = io.output(0, Float.self)
                 if threads == 1 {

@@ -13,8 +13,15 @@ package final class CoreSession {
     private var slots: UnsafeMutablePointer<UnsafeMutableRawPointer>?
     private var slotCapacity = 0
     /// Adapters bound for every run, and the per-row set of the current run.
-    private let bound: SessionAdapters
-    private let perRow: SessionAdapters
+    let bound: SessionAdapters
+    let perRow: SessionAdapters
+    /// What setAdapters bound (generator adapters are instantiated per run from it), and the
+    /// state of a run with generated weights (cleared when the run ends).
+    var boundList: [(CoreAdapter, Float)] = []
+    var boundMerged = false
+    let request: SessionAdapters
+    /// Whether the last run's generated weights were merged (nil: it generated none).
+    package internal(set) var lastRunMergedGenerated: Bool?
 
     /// Refuses a thread count outside 1...256 (also used when the C API's options are set).
     package static func checkThreads(_ threads: Int) throws {
@@ -29,6 +36,7 @@ package final class CoreSession {
         self.threads = threads
         bound = SessionAdapters(siteCount: model.sites.count)
         perRow = SessionAdapters(siteCount: model.sites.count)
+        request = SessionAdapters(siteCount: model.sites.count)
     }
 
     /// Binds adapters for every following run, each with a scale (replacing what was bound).
@@ -37,6 +45,8 @@ package final class CoreSession {
     /// faster per run, costlier to bind; for one static adapter over whole batches.
     package func setAdapters(_ adapters: [(CoreAdapter, Float)], merged: Bool = false) throws {
         try bound.bind(adapters, model: model, merged: merged)
+        boundList = adapters
+        boundMerged = merged
     }
 
     deinit {
@@ -85,13 +95,17 @@ package final class CoreSession {
     /// given, names one adapter (or nil: the base model) per batch row for this run only, in
     /// place of the bound adapters. `modalities`: one modality id per token (batch × sequence,
     /// row-major) for adapters that act only on some modalities.
-    /// `routing`: per-request control of routed experts and/or a record of routing decisions.
+    /// `aux`: auxiliary inputs (e.g. "image_features") from which generator adapters (VLoRA),
+    /// bound or per row, make this run's weights; `merge` chooses merged or unmerged generated
+    /// weights (see GeneratedRun.swift). `routing`: per-request control of routed experts and/or
+    /// a record of routing decisions.
     package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil, modalities: [UInt8]? = nil,
-                     routing: RoutingControl? = nil) throws -> [String: HostTensor] {
+                     aux: [String: HostTensor]? = nil, merge: MergePolicy = .auto, routing: RoutingControl? = nil) throws -> [String: HostTensor] {
         let inputs = try bind(named)
         let plan = try plan(for: inputs)
         let outputs = plan.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
-        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities, routing: routing)
+        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities, aux: aux, merge: merge,
+                    routing: routing)
         var result: [String: HostTensor] = [:]
         for (decl, t) in zip(model.graph.outputs, outputs) { result[decl.name] = t }
         return result
@@ -99,7 +113,8 @@ package final class CoreSession {
 
     /// Runs `plan` reading `inputs` in place and writing `outputs` (types must match the plan).
     package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor], rowAdapters: [CoreAdapter?]? = nil,
-                         modalities: [UInt8]? = nil, routing: RoutingControl? = nil) throws {
+                         modalities: [UInt8]? = nil, aux: [String: HostTensor]? = nil, merge: MergePolicy = .auto,
+                         routing: RoutingControl? = nil) throws {
         var active: SessionAdapters? = bound.isEmpty ? nil : bound
         var batch = 1
         if let rowAdapters {
@@ -107,9 +122,16 @@ package final class CoreSession {
             if let first = inputs.first, first.rank > 0, first.shape[0] != rowAdapters.count {
                 throw GraftError(.invalidArgument, "per-row adapters name \(rowAdapters.count) rows but the batch has \(first.shape[0])")
             }
+            batch = rowAdapters.count
+        }
+        lastRunMergedGenerated = nil
+        defer { request.clear() }   // generated weights never outlive their run
+        if let rows = try bindGenerated(plan: plan, inputs: inputs, rowAdapters: rowAdapters, aux: aux, merge: merge) {
+            active = request
+            batch = rows
+        } else if let rowAdapters {
             try perRow.bindRows(rowAdapters, model: model)
             active = perRow
-            batch = rowAdapters.count
         }
         active?.modalities = modalities
         active?.routing = routing

@@ -1,7 +1,7 @@
 /// Minimal protobuf encoder for building ONNX files inside tests, so that import, validation
 /// and hostile-file cases need no Python. Field numbers are ONNX's (onnx.proto3).
 struct ProtoWriter {
-    private(set) var bytes: [UInt8] = []
+    var bytes: [UInt8] = []
 
     mutating func varint(_ v: UInt64) {
         var v = v

@@ -27,7 +27,8 @@ from ._capi import (  # noqa: F401  (public status codes)
     STATUS_SHAPE_MISMATCH, STATUS_LIMIT_EXCEEDED, STATUS_INVALID_DATA, STATUS_INTERNAL,
 )
 
-__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "version", "abi_version", "load_plugin", "plugins"]
+__all__ = ["Model", "Session", "Adapter", "TensorInfo", "GraftError", "version", "abi_version", "load_plugin", "plugins",
+           "compose"]
 __version__ = "0.1.0"
 
 _TO_NUMPY = {
@@ -236,6 +237,29 @@ class Adapter(_Closeable):
     def name(self) -> str:
         return _c.graft_adapter_name(self._handle).decode() if self._handle is not None else ""
 
+    @property
+    def aux_input(self) -> Optional[str]:
+        """The auxiliary input this adapter's generator reads (e.g. "image_features" for a
+        VLoRA adapter), or None for an adapter without a generator."""
+        if self._handle is None:
+            raise _closed("adapter")
+        name = _c.graft_adapter_aux_input(self._handle)
+        return name.decode() if name is not None else None
+
+    def generate(self, aux: Dict[str, np.ndarray], threads: int = 1) -> "Adapter":
+        """Runs this adapter's generator on one image's auxiliary tensors (e.g.
+        {"image_features": feats} with feats [N_v, d_v] float32) and returns a request adapter
+        holding the generated weights: bind it with set_adapters (merged or not, beside other
+        adapters) or name it in row_adapters for as many runs as the request lasts, then close
+        it. Raises GraftError for an adapter without a generator or features of the wrong
+        dtype or shape."""
+        if self._handle is None:
+            raise _closed("adapter")
+        tensors, n, _keep = _named_tensors(aux, "aux")
+        handle = ctypes.c_void_p()
+        _c.graft_adapter_generate(self._handle, tensors, n, int(threads), ctypes.byref(handle))
+        return Adapter(handle)
+
     def routers(self) -> List[Tuple[int, int]]:
         """The adapter's routers, by index: (site index, number of experts) each."""
         if self._handle is None:
@@ -265,6 +289,49 @@ class Adapter(_Closeable):
 
     def __repr__(self):
         return f"graft.Adapter({self.name!r})"
+
+
+def _named_tensors(arrays, what: str):
+    """graft_tensor views of a dict name -> array-like (converted with numpy; C-contiguous
+    native arrays are not copied). Returns (tensor array, count, objects to keep alive)."""
+    if not isinstance(arrays, dict):
+        raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"{what} must be a dict of name -> array")
+    n = len(arrays)
+    keep = []
+    one = what[:-1] if what.endswith("s") else what   # "input 'x'", "aux 'x'"
+    tensors = (_c.Tensor * max(n, 1))()
+    for i, (name, value) in enumerate(arrays.items()):
+        if not isinstance(name, str):
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"{one} names must be strings, got {name!r}")
+        a = np.asarray(value)
+        if not a.dtype.isnative:
+            a = a.astype(a.dtype.newbyteorder("="))
+        a = np.require(a, requirements=["C", "A"])
+        code = _FROM_NUMPY.get(a.dtype)
+        if code is None:
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"{one} '{name}': numpy dtype {a.dtype} has no Graft equivalent")
+        shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
+        bname = name.encode()
+        keep += [a, bname, shape]
+        tensors[i] = _c.Tensor(ctypes.sizeof(_c.Tensor), code, bname, a.ndim, shape, a.ctypes.data, a.nbytes)
+    return tensors, n, keep
+
+
+_MERGE_MODES = {"auto": 0, "unmerged": 1, "merged": 2}
+
+
+def compose(adapters: Sequence["Adapter"], scales: Optional[Sequence[float]] = None) -> "Adapter":
+    """One adapter that is the sum of `adapters`, each at its scale (default 1): binding it
+    equals binding them together. Use it to give one batch row several adapters, e.g. an image's
+    request adapter (Adapter.generate) and a task LoRA, in row_adapters. Pointer work."""
+    adapters = list(adapters)
+    if scales is not None and len(scales) != len(adapters):
+        raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"{len(adapters)} adapters but {len(scales)} scales")
+    arr = _adapter_array(adapters, allow_none=False)
+    sc = (ctypes.c_float * max(len(adapters), 1))(*(scales if scales is not None else [1.0] * len(adapters)))
+    handle = ctypes.c_void_p()
+    _c.graft_adapter_compose(arr, sc, len(adapters), ctypes.byref(handle))
+    return Adapter(handle)
 
 
 def _adapter_array(adapters, allow_none: bool):
@@ -316,15 +383,20 @@ class Session(_Closeable):
         self._bound = adapters   # keep the Python objects alive while bound
 
     def run(self, inputs: Dict[str, np.ndarray], row_adapters: Optional[Sequence[Optional["Adapter"]]] = None,
-            modalities=None, *, allow_experts=None, deny_experts=None, force_experts=None,
+            modalities=None, aux: Optional[Dict[str, np.ndarray]] = None,
+            merge: Optional[str] = None, *, allow_experts=None, deny_experts=None, force_experts=None,
             routing_override=None, routing_dump: bool = False):
         """Runs on `inputs` (every declared input, by name; array-likes are converted with
         numpy, C-contiguous native arrays are passed without copying) and returns every output
         as a new numpy array, by name. `row_adapters` names one adapter (or None: the base
         model) per batch row for this run only; `modalities` gives a modality id (0...31) per
-        token, shape [batch, sequence], for adapters that act only on some modalities. Raises
-        GraftError for a missing or unknown input, a wrong dtype, rank or dimension, or data
-        invalid at run time.
+        token, shape [batch, sequence], for adapters that act only on some modalities. `aux`
+        gives auxiliary tensors by name for generator adapters (VLoRA), bound or per row, e.g.
+        {"image_features": feats}: one image's features [N_v, d_v] for every row, or one image
+        per row [batch, N_v, d_v]; the generated weights live for this run only. `merge`
+        ("auto", the default, "merged" or "unmerged") says how generated weights are applied.
+        Raises GraftError for a missing or unknown input, a wrong dtype, rank or dimension, or
+        data invalid at run time.
 
         Routed experts (mixture adapters), per request: `allow_experts`, `deny_experts` and
         `force_experts` map (adapter, router) to expert indices, `routing_override` maps
@@ -333,8 +405,11 @@ class Session(_Closeable):
         `routing_dump=True` the result is (outputs, [RoutingDecision, ...])."""
         if self._handle is None:
             raise _closed("session")
+        if merge is not None and merge not in _MERGE_MODES:
+            raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"merge must be one of {sorted(_MERGE_MODES)}, got {merge!r}")
         controls = (allow_experts, deny_experts, force_experts, routing_override)
-        if row_adapters is None and modalities is None and all(c is None for c in controls) and not routing_dump:
+        if (row_adapters is None and modalities is None and aux is None and merge is None
+                and all(c is None for c in controls) and not routing_dump):
             return self._run(inputs, None)
         opts = ctypes.c_void_p()
         record = ctypes.c_void_p()
@@ -351,6 +426,11 @@ class Session(_Closeable):
                 ids = _routing.modality_ids(modalities)
                 _c.graft_run_options_set_modalities(
                     opts, ids.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ids.size)
+            if aux is not None:
+                tensors, n, _keep = _named_tensors(aux, "aux")
+                _c.graft_run_options_set_aux(opts, tensors, n)   # copied by the library
+            if merge is not None:
+                _c.graft_run_options_set_merge(opts, _MERGE_MODES[merge])
             outputs = self._run(inputs, opts)
             return (outputs, _routing.read(record)) if routing_dump else outputs
         finally:
@@ -359,26 +439,7 @@ class Session(_Closeable):
                 _c.graft_routing_record_free(record)
 
     def _run(self, inputs, run_options) -> Dict[str, np.ndarray]:
-        if not isinstance(inputs, dict):
-            raise GraftError(_c.STATUS_INVALID_ARGUMENT, "inputs must be a dict of name -> array")
-        n = len(inputs)
-        arrays, names, shapes = [], [], []
-        tensors = (_c.Tensor * max(n, 1))()
-        for i, (name, value) in enumerate(inputs.items()):
-            if not isinstance(name, str):
-                raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"input names must be strings, got {name!r}")
-            a = np.asarray(value)
-            if not a.dtype.isnative:
-                a = a.astype(a.dtype.newbyteorder("="))
-            a = np.require(a, requirements=["C", "A"])
-            code = _FROM_NUMPY.get(a.dtype)
-            if code is None:
-                raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"input '{name}': numpy dtype {a.dtype} has no Graft equivalent")
-            shape = (ctypes.c_int64 * max(a.ndim, 1))(*a.shape)
-            bname = name.encode()
-            arrays.append(a); names.append(bname); shapes.append(shape)
-            tensors[i] = _c.Tensor(ctypes.sizeof(_c.Tensor), code, bname, a.ndim, shape,
-                                   a.ctypes.data, a.nbytes)
+        tensors, n, shapes = _named_tensors(inputs, "inputs")
         outputs = []
         out_tensors = (_c.Tensor * max(len(self._output_names), 1))()
         for k in range(len(self._output_names)):

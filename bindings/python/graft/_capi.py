@@ -252,6 +252,23 @@ graft_run_options_set_row_adapters = _bind(
 #                                               size_t count);
 graft_run_options_set_modalities = _bind(
     "graft_run_options_set_modalities", graft_status, [handle, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t])
+# graft_status graft_run_options_set_aux(graft_run_options *options, const graft_tensor *aux,
+#                                        size_t count);
+graft_run_options_set_aux = _bind(
+    "graft_run_options_set_aux", graft_status, [handle, ctypes.POINTER(Tensor), ctypes.c_size_t])
+# graft_status graft_run_options_set_merge(graft_run_options *options, int32_t mode);
+graft_run_options_set_merge = _bind("graft_run_options_set_merge", graft_status, [handle, ctypes.c_int32])
+# graft_status graft_adapter_generate(const graft_adapter *adapter, const graft_tensor *aux,
+#                                     size_t count, int32_t threads, graft_adapter **out);
+graft_adapter_generate = _bind(
+    "graft_adapter_generate", graft_status, [handle, ctypes.POINTER(Tensor), ctypes.c_size_t, ctypes.c_int32, handle_p])
+# graft_status graft_adapter_compose(graft_adapter *const *adapters, const float *scales, size_t count,
+#                                    graft_adapter **out);
+graft_adapter_compose = _bind(
+    "graft_adapter_compose", graft_status,
+    [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, handle_p])
+# const char *graft_adapter_aux_input(const graft_adapter *adapter);
+graft_adapter_aux_input = _bind("graft_adapter_aux_input", ctypes.c_char_p, [handle])
 # Routed experts (graft.h, "Routed experts").
 EXPERTS_ALLOW, EXPERTS_DENY, EXPERTS_FORCE = 0, 1, 2
 
