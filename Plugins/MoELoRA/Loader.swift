@@ -213,7 +213,7 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
         var router = graft_router(
             struct_size: UInt32(MemoryLayout<graft_router>.size), site: m.site, experts: UInt32(config.experts),
             gate: config.gate, weight: m.router, bias: m.bias, top_k: UInt32(config.topK),
-            renormalize: config.renormalize ? 1 : 0, threshold: config.threshold)
+            renormalize: config.renormalize ? 1 : 0, threshold: config.threshold, expert_modalities: nil)
         let id = try host.addRouter(builder, &router)
         for (e, expert) in m.experts.enumerated() {
             var t = graft_lowrank_term(
