@@ -1,7 +1,7 @@
 // The "router" object of Graft's native mixture configs (docs/ADAPTERS.md):
 //   {"gate": "topk", "top_k": 2, "renormalize": true, "bias": true}
 // Strict: fields that do not apply to the gate and unknown keys are errors. Used by the
-// ModalityGate plugin; MoE-LoRA (Plugins/MoELoRA/Config.swift) has the same rules in its own copy.
+// MoE-LoRA and ModalityGate plugins.
 import CGraftPlugin
 
 package struct RouterConfig {
@@ -11,6 +11,11 @@ package struct RouterConfig {
     package var renormalize = false
     package var threshold: Float = 0
     package var bias = false
+
+    package init(gate: Int32 = GRAFT_GATE_SOFTMAX, gateName: String = "softmax") {
+        self.gate = gate
+        self.gateName = gateName
+    }
 }
 
 package let routerGates: [(name: String, gate: Int32)] = [
