@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "GraftPluginLoRA", type: .dynamic, targets: ["GraftPluginLoRA"]),
         .library(name: "GraftPluginMoELoRA", type: .dynamic, targets: ["GraftPluginMoELoRA"]),
         .library(name: "GraftPluginVLoRA", type: .dynamic, targets: ["GraftPluginVLoRA"]),
+        .library(name: "GraftPluginModalityGate", type: .dynamic, targets: ["GraftPluginModalityGate"]),
         .library(name: "GraftPluginIA3", type: .dynamic, targets: ["GraftPluginIA3"]),
         .library(name: "GraftPluginMinimal", type: .dynamic, targets: ["GraftPluginMinimal"]),
     ],
@@ -65,6 +66,13 @@ let package = Package(
             path: "Plugins/VLoRA",
             exclude: ["exports.map"],
             linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/VLoRA/exports.map"])]
+        ),
+        .target(
+            name: "GraftPluginModalityGate",
+            dependencies: ["CGraftPlugin", "GraftPluginSupport"],
+            path: "Plugins/ModalityGate",
+            exclude: ["exports.map"],
+            linkerSettings: [.unsafeFlags(["-Xlinker", "--version-script=\(Context.packageDirectory)/Plugins/ModalityGate/exports.map"])]
         ),
         .target(
             name: "GraftPluginIA3",

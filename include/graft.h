@@ -624,6 +624,126 @@ GRAFT_API graft_status graft_adapter_compose(graft_adapter *const *adapters, con
  * Thread safety: any thread. */
 GRAFT_API const char *graft_adapter_aux_input(const graft_adapter *adapter);
 
+/* ------------------------------------------------------------------------------------------
+ * Routed experts: naming routers, controlling them per request, reading routing decisions
+ *
+ * A mixture adapter (MoE-LoRA, ModalityGate, ...) has routers: per site, a gate that weighs
+ * its experts per token. A router is named by its adapter and its index there, 0...count-1
+ * in the order the plugin added them (MoE-LoRA: one router per adapted module, in the order of
+ * the weight file); graft_adapter_find_router gives the index of the router at a named site.
+ * Controls are per request: they live in run options and apply to the runs made with them.
+ * docs/ADAPTERS.md ("Controlling routed experts") gives the exact semantics.
+ * ------------------------------------------------------------------------------------------ */
+
+/* Number of routers of an adapter (0 for an adapter without routing).
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL arguments.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_adapter_router_count(const graft_adapter *adapter, size_t *count);
+
+/* Router `index` of an adapter: the index of its site (graft_model_site_info names it) and its
+ * number of experts E. Out pointers may be NULL.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for a NULL adapter or an index
+ *   out of range.
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_adapter_router_info(const graft_adapter *adapter, size_t index,
+                                                 size_t *site, size_t *experts);
+
+/* The index of the adapter's router at the site whose module name equals `site` or ends with
+ * "." + site.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL argument; no router at such a
+ *   site, or several: the message lists the adapter's router sites).
+ * Thread safety: any thread. */
+GRAFT_API graft_status graft_adapter_find_router(const graft_adapter *adapter, const char *site,
+                                                 size_t *index);
+
+/* Expert mask kinds for graft_run_options_set_experts. */
+enum {
+    /* The router chooses among these experts only: the others get logit -inf before the gate,
+     * so softmax and renormalisation run over the allowed ones and top-k keeps
+     * min(k, allowed) of them. */
+    GRAFT_EXPERTS_ALLOW = 0,
+    /* The router never chooses these experts (the complement of ALLOW). ALLOW and DENY may
+     * both be set: the router chooses among allowed and not denied experts. */
+    GRAFT_EXPERTS_DENY = 1,
+    /* The router is bypassed: every forced expert gets weight 1 on every token and the others
+     * 0 (one forced expert is exactly that expert's LoRA). Cannot be combined with another
+     * control of the same router. */
+    GRAFT_EXPERTS_FORCE = 2
+};
+
+/* Sets an expert mask of router `router` of `adapter` for runs with these options: mask holds
+ * one byte per expert (non-zero: the expert is in the set); count must equal the router's E.
+ * mask NULL with count 0 clears that kind of mask. The adapter must be bound (or named in the
+ * row adapters) in the runs, else the run fails with GRAFT_STATUS_INVALID_ARGUMENT.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL options or adapter; no such
+ *   router; an unknown mode; count differing from E; a mask naming no expert, or ALLOW and
+ *   DENY together leaving none; FORCE with another control of the router or the reverse). A
+ *   run in which the masks and a token's modality group (ModalityGate) leave the token no
+ *   expert fails with GRAFT_STATUS_INVALID_ARGUMENT.
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_run_options_set_experts(graft_run_options *options,
+                                                     const graft_adapter *adapter, size_t router,
+                                                     int32_t mode, const uint8_t *mask,
+                                                     size_t count);
+
+/* Replaces the output of router `router` of `adapter` for runs with these options: weights
+ * [tokens x experts], row-major, one row per token the router's site sees (batch x sequence),
+ * used as they are (no gate, no renormalisation). weights NULL with tokens 0 clears it.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL options or adapter; no such
+ *   router; a non-finite weight; another control of the same router); GRAFT_STATUS_SHAPE_MISMATCH
+ *   (experts differing from the router's E). A run whose site sees another number of tokens
+ *   fails with GRAFT_STATUS_SHAPE_MISMATCH.
+ * Thread safety: one thread at a time per options object. */
+GRAFT_API graft_status graft_run_options_set_routing(graft_run_options *options,
+                                                     const graft_adapter *adapter, size_t router,
+                                                     const float *weights, size_t tokens,
+                                                     size_t experts);
+
+/* Routing decisions of a run: filled by graft_session_run when the run's options carry it
+ * (graft_run_options_set_routing_record), replaced by each such run. */
+typedef struct graft_routing_record graft_routing_record;
+
+/* Creates an empty record; free with graft_routing_record_free.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT when out is NULL. */
+GRAFT_API graft_status graft_routing_record_create(graft_routing_record **out);
+
+/* Frees a record. NULL is a no-op. Options that carry it keep it alive until they drop it. */
+GRAFT_API void graft_routing_record_free(graft_routing_record *record);
+
+/* Makes runs with these options write their routing decisions into `record` (NULL: stop).
+ * The options keep the record alive.
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL options.
+ * Thread safety: one thread at a time per options object and record. */
+GRAFT_API graft_status graft_run_options_set_routing_record(graft_run_options *options,
+                                                            graft_routing_record *record);
+
+/* One router evaluation of the recorded run (library-filled; the caller sets struct_size). */
+typedef struct graft_routing_entry {
+    uint32_t struct_size;   /* set by the caller: sizeof(graft_routing_entry) */
+    uint32_t router;        /* the router's index in its adapter */
+    const char *adapter;    /* the adapter's name */
+    size_t site;            /* the router's site index */
+    size_t tokens;          /* rows the site saw (batch x sequence; with row adapters, every
+                               row of the batch, including other adapters' rows) */
+    size_t experts;         /* E */
+    const float *weights;   /* [tokens x experts] row-major: each token's final expert weights
+                               (after masks, forcing, override and the gate); an expert was
+                               chosen for a token when its weight is non-zero */
+} graft_routing_entry;
+
+/* Number of router evaluations in the record (0 before any run).
+ * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL arguments.
+ * Thread safety: not during a run that writes the record. */
+GRAFT_API graft_status graft_routing_record_count(const graft_routing_record *record, size_t *count);
+
+/* Entry `index` (in the order the run evaluated the routers). Strings and weights stay valid
+ * until the next run that writes the record or until it is freed.
+ * Returns: GRAFT_STATUS_OK; GRAFT_STATUS_INVALID_ARGUMENT (NULL argument, index out of range,
+ *   struct_size smaller than this version's graft_routing_entry).
+ * Thread safety: not during a run that writes the record. */
+GRAFT_API graft_status graft_routing_record_entry(const graft_routing_record *record, size_t index,
+                                                  graft_routing_entry *entry);
+
 /* Number of adapter sites (linear layers adapters can attach to) of a model.
  * Returns: GRAFT_STATUS_OK, or GRAFT_STATUS_INVALID_ARGUMENT for NULL arguments.
  * Thread safety: any thread. */

@@ -160,6 +160,14 @@ typedef struct graft_router {
     uint32_t top_k;            /* GRAFT_GATE_TOPK: 1 <= top_k <= E */
     int32_t renormalize;       /* TOPK / THRESHOLD: 1 to rescale the kept weights to sum 1 */
     float threshold;           /* GRAFT_GATE_THRESHOLD: keep p >= threshold */
+    /* Since 1.2 (read only when struct_size covers it): */
+    const uint32_t *expert_modalities; /* [E] or NULL (every expert serves every token). Expert e
+                                  serves the tokens whose modality id m has bit m set in
+                                  expert_modalities[e] (0: every token, a shared expert). The
+                                  gate runs per token over the experts serving it only: their
+                                  softmax, top-k among them (k capped at their number), the rest
+                                  weight 0; a token no expert serves gets weight 0 everywhere
+                                  (the base layer). Needs modality ids with the run. Copied. */
 } graft_router;
 
 /* Generated low-rank terms (since 1.2): the factors of a term come, per request, from a

@@ -4,8 +4,10 @@
 # non-zero exit, never a crash.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-swift build --product graft >/dev/null || exit 1
-graft="$(swift build --show-bin-path)/graft"
+# Env: SCRATCH (SwiftPM scratch path, default .build), as scripts/abi-tests.sh.
+scratch=${SCRATCH:-.build}
+swift build --scratch-path "$scratch" --product graft >/dev/null || exit 1
+graft="$(swift build --scratch-path "$scratch" --show-bin-path)/graft"
 fixtures=Tests/Fixtures
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

@@ -140,10 +140,10 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
         guard let router = weights.router else {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) has experts for \(module) but no router: \(p).router.weight is missing")
         }
-        if config.bias && weights.bias == nil {
+        if config.router.bias && weights.bias == nil {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(configFileName) has router.bias true, but \(weightsFileName) has no \(p).router.bias")
         }
-        if !config.bias && weights.bias != nil {
+        if !config.router.bias && weights.bias != nil {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
                                 "\(weightsFileName) has \(p).router.bias, but \(configFileName) does not set router.bias to true")
         }
@@ -212,8 +212,8 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     for m in plan {
         var router = graft_router(
             struct_size: UInt32(MemoryLayout<graft_router>.size), site: m.site, experts: UInt32(config.experts),
-            gate: config.gate, weight: m.router, bias: m.bias, top_k: UInt32(config.topK),
-            renormalize: config.renormalize ? 1 : 0, threshold: config.threshold)
+            gate: config.router.gate, weight: m.router, bias: m.bias, top_k: UInt32(config.router.topK),
+            renormalize: config.router.renormalize ? 1 : 0, threshold: config.router.threshold, expert_modalities: nil)
         let id = try host.addRouter(builder, &router)
         for (e, expert) in m.experts.enumerated() {
             var t = graft_lowrank_term(
@@ -224,7 +224,7 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
         }
     }
     host.setName(builder, lastComponent(directory))
-    host.log(GRAFT_LOG_DEBUG, "moe-lora: \(plan.count) router(s) with \(config.experts) expert(s) each (gate \(config.gateName)) from \(directory)")
+    host.log(GRAFT_LOG_DEBUG, "moe-lora: \(plan.count) router(s) with \(config.experts) expert(s) each (gate \(config.router.gateName)) from \(directory)")
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "GRAFT_MOE_LORA". Reads only that file.

@@ -45,12 +45,12 @@ func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfi
     guard peftType(of: json) == mixloraPeftType else {
         throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json has peft_type \(peftType(of: json).map { "\"\($0)\"" } ?? "(none)"); the MixLoRA reader takes only \"\(mixloraPeftType)\"")
     }
-    switch member(json, "routing_strategy") {
+    switch configMember(json, "routing_strategy") {
     case .string("mixlora")?: break
     case nil:
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"routing_strategy\" (MixLoRA checkpoints say \"mixlora\")")
     case let other?:
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json: routing_strategy must be \"mixlora\" (top-k over a softmax, renormalised), got \(other.kindDescription)\(shortValue(other))")
+        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json: routing_strategy must be \"mixlora\" (top-k over a softmax, renormalised), got \(other.kindDescription)")
     }
     let refusals: [(field: String, what: String)] = [
         ("use_dora", "DoRA experts (\"use_dora\")"),
@@ -61,34 +61,34 @@ func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfi
     }
     switch json["bias"] {
     case nil, .null?, .string("none")?: break
-    case let other?: throw invalid("bias", "\"none\" (trained biases are not supported)", other)
+    case let other?: throw configError("bias", "\"none\" (trained biases are not supported)", other)
     }
 
     var config = MixLoRAConfig()
     // The package reads r and lora_alpha with config["r"]: no defaults.
-    guard let r = member(json, "r") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"r\" (the LoRA rank)") }
-    config.r = try integer(r, "r", 1...maxRank)
-    guard let alpha = member(json, "lora_alpha") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"lora_alpha\"") }
-    guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw invalid("lora_alpha", "a finite number", alpha) }
+    guard let r = configMember(json, "r") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"r\" (the LoRA rank)") }
+    config.r = try configInteger(r, "r", 1...maxRank)
+    guard let alpha = configMember(json, "lora_alpha") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"lora_alpha\"") }
+    guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
     config.alpha = a
-    if let rs = member(json, "use_rslora") { config.rslora = try boolean(rs, "use_rslora") }
+    if let rs = configMember(json, "use_rslora") { config.rslora = try configBool(rs, "use_rslora") }
 
-    guard let experts = member(json, "num_experts") else {
+    guard let experts = configMember(json, "num_experts") else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"num_experts\"")
     }
-    config.experts = try integer(experts, "num_experts", 1...maxExperts)
-    if let topK = member(json, "top_k") { config.topK = try integer(topK, "top_k", 1...maxExperts) }
+    config.experts = try configInteger(experts, "num_experts", 1...maxExperts)
+    if let topK = configMember(json, "top_k") { config.topK = try configInteger(topK, "top_k", 1...maxExperts) }
     guard config.topK <= config.experts else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json: top_k is \(config.topK), more than num_experts (\(config.experts))")
     }
 
-    guard let act = member(json, "act_fn") else {
+    guard let act = configMember(json, "act_fn") else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, """
             adapter_config.json has no "act_fn": MixLoRA needs the MLP activation in the config (e.g. "act_fn": "silu" for \
             Llama; the mixlora package's forward fails without it)
             """)
     }
-    guard case .string(let actName) = act else { throw invalid("act_fn", "an activation name such as \"silu\"", act) }
+    guard case .string(let actName) = act else { throw configError("act_fn", "an activation name such as \"silu\"", act) }
     guard let activation = activations[actName] else {
         if otherACT2FN.contains(actName) {
             throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json: act_fn \"\(actName)\" is not supported; Graft computes \(activations.keys.sorted().map { "\"\($0)\"" }.joined(separator: ", "))")
@@ -98,22 +98,22 @@ func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfi
     config.activation = activation
     config.actName = actName
 
-    switch member(json, "target_modules") {
+    switch configMember(json, "target_modules") {
     case .array(let elements)?:
         for element in elements {
-            guard case .string(let name) = element, !name.isEmpty else { throw invalid("target_modules", "a list of module names", element) }
+            guard case .string(let name) = element, !name.isEmpty else { throw configError("target_modules", "a list of module names", element) }
             config.targetModules.append(name)
         }
     case .object(let members)?:
         // The package also takes {"q_proj": true, ...}.
         for m in members {
-            guard case .bool(let on) = m.value else { throw invalid("target_modules.\(m.key)", "true or false", m.value) }
+            guard case .bool(let on) = m.value else { throw configError("target_modules.\(m.key)", "true or false", m.value) }
             if on { config.targetModules.append(m.key) }
         }
     case nil:
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"target_modules\"")
     case let other?:
-        throw invalid("target_modules", "a list of module names or an object of name: true/false", other)
+        throw configError("target_modules", "a list of module names or an object of name: true/false", other)
     }
     return config
 }

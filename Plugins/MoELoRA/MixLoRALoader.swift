@@ -196,7 +196,8 @@ func loadMixLoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     for layer in planned {
         var router = graft_router(
             struct_size: UInt32(MemoryLayout<graft_router>.size), site: UInt32(layer.gateSite), experts: UInt32(config.experts),
-            gate: GRAFT_GATE_TOPK, weight: layer.router, bias: nil, top_k: UInt32(config.topK), renormalize: 1, threshold: 0)
+            gate: GRAFT_GATE_TOPK, weight: layer.router, bias: nil, top_k: UInt32(config.topK), renormalize: 1, threshold: 0,
+            expert_modalities: nil)
         let routerID = try host.addRouter(builder, &router)
         var mixture = graft_block_mixture(
             struct_size: UInt32(MemoryLayout<graft_block_mixture>.size), kind: GRAFT_BLOCK_GATED_MLP,

@@ -328,7 +328,7 @@ public func graft_session_run(_ session: OpaquePointer!, _ inputs: UnsafePointer
             let results = zip(given, plan.outputTypes).map { $0 ?? HostTensor(zeros: $1.dtype, shape: $1.shape) }
             let options = runOptions.map { object($0, as: RunOptionsBox.self) }
             try box.core.execute(plan, inputs: bound, outputs: results, rowAdapters: options?.rowAdapters, modalities: options?.modalities,
-                                 aux: options?.aux, merge: options?.merge ?? .auto)
+                                 aux: options?.aux, merge: options?.merge ?? .auto, routing: options?.routing)
         }
     }
 }

@@ -85,6 +85,10 @@ final class RunOptionsBox {
     /// Auxiliary tensors by name, copied (nil: none), and how generated weights are applied.
     var aux: [String: HostTensor]?
     var merge = MergePolicy.auto
+    /// Per-request control of routed experts (RoutingExports.swift; nil: none).
+    var routing: RoutingControl?
+    /// The record runs write routing decisions into (kept alive here).
+    var routingRecord: RoutingRecordBox?
 }
 
 /// An adapter plus its name as a C string.

@@ -53,6 +53,82 @@ static double run_case(graft_session *s, const char *inputs_dir, const char *ref
     return worst;
 }
 
+/* Routed experts through the C ABI on moe_topk2 (make_routing_fixtures.py's references): a
+   forced expert, an allow mask, an override, the record, and bad controls. */
+static void routing(graft_model *model, const char *fx, const char *inputs) {
+    char p[4096], ref[4096];
+    const double tol = 1e-4;
+    graft_adapter *moe = NULL;
+    snprintf(p, sizeof p, "%s/adapters/bert/moe_topk2", fx);
+    CHECK(graft_adapter_load(model, p, &moe) == GRAFT_STATUS_OK);
+    size_t routers = 0, site = 0, experts = 0, index = 9;
+    CHECK(graft_adapter_router_count(moe, &routers) == GRAFT_STATUS_OK && routers == 4);
+    CHECK(graft_adapter_router_info(moe, 1, &site, &experts) == GRAFT_STATUS_OK && site == 2 && experts == 4);
+    CHECK(graft_adapter_find_router(moe, "layer.1.attention.self.query", &index) == GRAFT_STATUS_OK && index == 2);
+    EXPECT(graft_adapter_find_router(moe, "pooler.dense", &index), GRAFT_STATUS_INVALID_ARGUMENT, "no router at a site named");
+    EXPECT(graft_adapter_router_info(moe, 4, NULL, NULL), GRAFT_STATUS_INVALID_ARGUMENT, "no router 4");
+
+    graft_session *s = NULL;
+    CHECK(graft_session_create(model, NULL, &s) == GRAFT_STATUS_OK);
+    CHECK(graft_session_set_adapters(s, &moe, NULL, 1, 0) == GRAFT_STATUS_OK);
+    graft_run_options *ro = NULL;
+    graft_routing_record *rec = NULL;
+    CHECK(graft_run_options_create(&ro) == GRAFT_STATUS_OK && graft_routing_record_create(&rec) == GRAFT_STATUS_OK);
+    CHECK(graft_run_options_set_routing_record(ro, rec) == GRAFT_STATUS_OK);
+    const uint8_t force1[4] = {0, 1, 0, 0};
+    for (size_t r = 0; r < 4; r++) CHECK(graft_run_options_set_experts(ro, moe, r, GRAFT_EXPERTS_FORCE, force1, 4) == GRAFT_STATUS_OK);
+    snprintf(ref, sizeof ref, "%s/moe_control/force_e1/last_hidden_state.npy", fx);
+    CHECK(run_case(s, inputs, ref, ro) <= tol);
+    size_t count = 0;
+    graft_routing_entry e;
+    memset(&e, 0, sizeof e);
+    e.struct_size = sizeof e;
+    CHECK(graft_routing_record_count(rec, &count) == GRAFT_STATUS_OK && count == 4);
+    CHECK(graft_routing_record_entry(rec, 3, &e) == GRAFT_STATUS_OK && e.router == 3 && e.site == 8 && e.tokens == 14 &&
+          e.experts == 4 && strcmp(e.adapter, "moe_topk2") == 0 && e.weights[0] == 0 && e.weights[1] == 1);
+    EXPECT(graft_routing_record_entry(rec, 4, &e), GRAFT_STATUS_INVALID_ARGUMENT, "out of range");
+    for (size_t r = 0; r < 4; r++) CHECK(graft_run_options_set_experts(ro, moe, r, GRAFT_EXPERTS_FORCE, NULL, 0) == GRAFT_STATUS_OK);
+
+    /* allow {0, 3} at router 0, deny {2} at router 3. */
+    const uint8_t allow03[4] = {1, 0, 0, 1}, deny2[4] = {0, 0, 1, 0};
+    CHECK(graft_run_options_set_experts(ro, moe, 0, GRAFT_EXPERTS_ALLOW, allow03, 4) == GRAFT_STATUS_OK);
+    CHECK(graft_run_options_set_experts(ro, moe, 3, GRAFT_EXPERTS_DENY, deny2, 4) == GRAFT_STATUS_OK);
+    snprintf(ref, sizeof ref, "%s/moe_control/allow_03_deny2/last_hidden_state.npy", fx);
+    CHECK(run_case(s, inputs, ref, ro) <= tol);
+    const uint8_t none[4] = {0, 0, 0, 0}, all[4] = {1, 1, 1, 1};
+    EXPECT(graft_run_options_set_experts(ro, moe, 0, GRAFT_EXPERTS_DENY, allow03, 4), GRAFT_STATUS_INVALID_ARGUMENT, "together leave no expert");
+    EXPECT(graft_run_options_set_experts(ro, moe, 1, GRAFT_EXPERTS_ALLOW, none, 4), GRAFT_STATUS_INVALID_ARGUMENT, "names no expert");
+    EXPECT(graft_run_options_set_experts(ro, moe, 1, GRAFT_EXPERTS_DENY, all, 4), GRAFT_STATUS_INVALID_ARGUMENT, "denies every expert");
+    EXPECT(graft_run_options_set_experts(ro, moe, 1, GRAFT_EXPERTS_ALLOW, all, 3), GRAFT_STATUS_INVALID_ARGUMENT, "has 3 values");
+    EXPECT(graft_run_options_set_experts(ro, moe, 1, 7, all, 4), GRAFT_STATUS_INVALID_ARGUMENT, "mode 7");
+    EXPECT(graft_run_options_set_experts(ro, moe, 5, GRAFT_EXPERTS_ALLOW, all, 4), GRAFT_STATUS_INVALID_ARGUMENT, "no router 5");
+    EXPECT(graft_run_options_set_experts(ro, NULL, 0, GRAFT_EXPERTS_ALLOW, all, 4), GRAFT_STATUS_INVALID_ARGUMENT, "adapter");
+    EXPECT(graft_run_options_set_experts(ro, moe, 0, GRAFT_EXPERTS_FORCE, all, 4), GRAFT_STATUS_INVALID_ARGUMENT, "cannot be combined");
+    CHECK(graft_run_options_set_experts(ro, moe, 0, GRAFT_EXPERTS_ALLOW, NULL, 0) == GRAFT_STATUS_OK);
+    CHECK(graft_run_options_set_experts(ro, moe, 3, GRAFT_EXPERTS_DENY, NULL, 0) == GRAFT_STATUS_OK);
+
+    /* An override of router 1 (14 tokens x 4 experts). */
+    npy_array w;
+    snprintf(p, sizeof p, "%s/moe_control/override_router1.npy", fx);
+    if (npy_read(p, &w) == 0) {
+        CHECK(graft_run_options_set_routing(ro, moe, 1, (const float *)w.data, 14, 4) == GRAFT_STATUS_OK);
+        snprintf(ref, sizeof ref, "%s/moe_control/override_router1/last_hidden_state.npy", fx);
+        CHECK(run_case(s, inputs, ref, ro) <= tol);
+        EXPECT(graft_run_options_set_routing(ro, moe, 1, (const float *)w.data, 14, 5), GRAFT_STATUS_SHAPE_MISMATCH, "has 4");
+        CHECK(graft_run_options_set_routing(ro, moe, 1, (const float *)w.data, 7, 4) == GRAFT_STATUS_OK);
+        snprintf(ref, sizeof ref, "%s/moe_control/override_router1/last_hidden_state.npy", fx);
+        CHECK(run_case(s, inputs, ref, ro) > 1);   /* the run fails: 7 tokens, the site sees 14 */
+        CHECK(strstr(graft_last_error(), "covers 7 tokens") != NULL);
+        npy_free(&w);
+    } else {
+        CHECK(!"override_router1.npy readable");
+    }
+    graft_routing_record_free(rec);   /* the options keep it */
+    graft_run_options_free(ro);
+    graft_session_free(s);
+    graft_adapter_free(moe);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: %s FIXTURES_DIR BAD_PLUGIN_DIR\n", argv[0]); return 2; }
     const char *fx = argv[1], *bad = argv[2];
@@ -135,6 +211,8 @@ int main(int argc, char **argv) {
 
     graft_run_options_free(ro);
     graft_session_free(s);
+    snprintf(inputs, sizeof inputs, "%s/bert_torchscript/basic/inputs", fx);
+    routing(model, fx, inputs);
     graft_model_free(model);
     printf("adapters: %d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;

@@ -391,7 +391,7 @@ struct PluginFileTests {
     }
 
     /// Each plugin exports graft_plugin_entry and nothing else.
-    @Test(arguments: ["GraftPluginLoRA", "GraftPluginIA3", "GraftPluginMinimal"])
+    @Test(arguments: ["GraftPluginLoRA", "GraftPluginIA3", "GraftPluginMinimal", "GraftPluginModalityGate"])
     func exportsOnlyTheEntry(library: String) throws {
         let dir = try #require(Paths.pluginDirectory())
         let nm = Process()

@@ -11,7 +11,9 @@ import Glibc
 ///     U [m, r] = X_blk · Aᵀ          one GEMM per contiguous block of rows the term applies to
 ///     U        = σ(U) ⊙ g            activation, per-token gate
 ///     Y_blk   += (c · s) · U · Bᵀ    c: the caller's scale, s: the term's own
-/// then y ⊙= out_scale; input scales are applied to x before the site's product.
+/// then y ⊙= out_scale; input scales are applied to x before the site's product. Routed and
+/// modality-gated terms that act on few of the block's tokens run on those rows only
+/// (SparseTerms.swift); controlled and modality-grouped routers go through ControlledRouting.swift.
 final class SessionAdapters {
     struct ActiveTerm {
         let term: CoreAdapter.LowRank
@@ -31,6 +33,8 @@ final class SessionAdapters {
         var terms: [ActiveTerm] = []
         /// Routers evaluated once per run at this site, shared by the terms they gate.
         var routers: [CoreAdapter.Router] = []
+        /// Who owns each router (its adapter and index there), for per-run routing control.
+        var routerOwners: [(adapter: CoreAdapter, index: Int)] = []
         var inputScales: [ActiveScale] = []
         var outputScales: [ActiveScale] = []
     }
@@ -42,10 +46,14 @@ final class SessionAdapters {
     private var gates = ScratchBuffer()
     private var scaledInput = ScratchBuffer()
     private var routerGates = ScratchBuffer()
+    /// Gathered rows for routed / modality-gated terms (SparseTerms.swift).
+    var sparse = SparseScratch()
     /// Modality id per token for the current run (nil: none given).
     var modalities: [UInt8]?
     /// Block mixtures bound and their scratch (BlockMixtureExecution.swift).
     let blockMixtures = BlockMixtureState()
+    /// Per-run control of routed experts (RoutingControl.swift; nil: none).
+    var routing: RoutingControl?
 
     var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty && blockMixtures.isEmpty }
 
@@ -184,6 +192,7 @@ final class SessionAdapters {
                 if slotOfRouter[r] == nil {
                     slotOfRouter[r] = state.routers.count
                     state.routers.append(adapter.routers[r])
+                    state.routerOwners.append((adapter, r))
                 }
                 active.router = slotOfRouter[r]
             }
@@ -249,7 +258,7 @@ final class SessionAdapters {
         }
         let gates = routerGates.floats(max(total, 1))
         for (i, r) in state.routers.enumerated() {
-            Self.route(r, x: x, rows: s.rows, inFeatures: inF, into: gates + gateOffsets[i])
+            try routeControlled(r, owner: state.routerOwners[i], x: x, rows: s.rows, inFeatures: inF, into: gates + gateOffsets[i])
         }
         if state.terms.contains(where: { $0.term.modalities != 0 }) {
             guard let ids = modalities else {
@@ -264,6 +273,11 @@ final class SessionAdapters {
             let r = t.rank
             let a = t.a.pointer(Float.self), b = t.b.pointer(Float.self)
             try forEachBlock(active.rows, rows: s.rows, batch: batch) { start, m in
+                if t.gate == nil && (active.router != nil || t.modalities != 0) {
+                    let e = active.router.map { state.routers[$0].experts } ?? 0
+                    let g = active.router.map { UnsafePointer(gates + gateOffsets[$0] + start * e + t.expert) }
+                    if applySparse(active, routed: g, stride: e, start: start, m: m, x: x, y: y, inFeatures: inF, outFeatures: outF) { return }
+                }
                 let u = scratch.floats(m * r)
                 let xb = x + start * inF, yb = y + start * outF
                 // U[m, r] = X[m, in] · Aᵀ
@@ -324,8 +338,8 @@ final class SessionAdapters {
         }
     }
 
-    /// G [rows, E] = gate(X · Wᵀ + b) for one router.
-    static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>) {
+    /// G [rows, E] = gate(X · Wᵀ + b) for one router (`gate: false`: the logits only).
+    static func route(_ r: CoreAdapter.Router, x: UnsafePointer<Float>, rows: Int, inFeatures inF: Int, into g: UnsafeMutablePointer<Float>, gate: Bool = true) {
         let e = r.experts
         guard rows > 0 else { return }
         if let b = r.bias {
@@ -333,7 +347,7 @@ final class SessionAdapters {
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(e), Int32(inF), 1, x, Int32(inF),
                     r.weight.pointer(Float.self), Int32(inF), r.bias == nil ? 0 : 1, g, Int32(e))
-        for t in 0..<rows { gateRow(g + t * e, e, r) }
+        if gate { for t in 0..<rows { gateRow(g + t * e, e, r) } }
     }
 
     /// Turns one token's logits into expert weights in place.

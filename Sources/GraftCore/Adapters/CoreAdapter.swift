@@ -30,6 +30,11 @@ package final class CoreAdapter: @unchecked Sendable {
         package let topK: Int
         package let renormalize: Bool
         package let threshold: Float
+        /// The site's module name (callers address routers by it).
+        package var siteName: String = ""
+        /// Per expert, the modalities it serves (bit m: modality m; 0: every token, a shared
+        /// expert); nil: every expert serves every token. Since plugin ABI 1.2.
+        package var expertModalities: [UInt32]? = nil
     }
 
     /// A mixture of experts over a whole gated MLP block (graft_block_mixture): the router at

@@ -281,10 +281,13 @@ final class AdapterBuilder {
         return 0
     }
 
+    /// Size of graft_router in plugin ABI 1.1 (before expert_modalities).
+    static let routerV11Size = MemoryLayout<graft_router>.offset(of: \graft_router.expert_modalities)!
+
     func addRouter(_ router: UnsafePointer<graft_router>, id: UnsafeMutablePointer<UInt32>) -> Int32 {
         let r = router.pointee
-        guard Int(r.struct_size) >= MemoryLayout<graft_router>.size else {
-            return PluginHost.fail(.invalidArgument, "add_router: struct_size \(r.struct_size) is smaller than graft_router (\(MemoryLayout<graft_router>.size))")
+        guard Int(r.struct_size) >= Self.routerV11Size else {
+            return PluginHost.fail(.invalidArgument, "add_router: struct_size \(r.struct_size) is smaller than graft_router of plugin ABI 1.1 (\(Self.routerV11Size))")
         }
         let site = Int(r.site)
         guard site < model.sites.count else { return PluginHost.fail(.invalidArgument, "add_router: site \(site) out of range (\(model.sites.count) sites)") }
@@ -308,8 +311,13 @@ final class AdapterBuilder {
             t.raw.copyMemory(from: b, byteCount: t.byteCount)
             bias = t
         }
-        routers.append(CoreAdapter.Router(site: site, experts: experts, gate: r.gate, weight: weight, bias: bias,
-                                          topK: Int(r.top_k), renormalize: r.renormalize != 0, threshold: r.threshold))
+        var made = CoreAdapter.Router(site: site, experts: experts, gate: r.gate, weight: weight, bias: bias,
+                                      topK: Int(r.top_k), renormalize: r.renormalize != 0, threshold: r.threshold,
+                                      siteName: model.sites[site].name)
+        if Int(r.struct_size) >= MemoryLayout<graft_router>.size, let groups = r.expert_modalities {
+            made.expertModalities = Array(UnsafeBufferPointer(start: groups, count: experts))
+        }
+        routers.append(made)
         id.pointee = UInt32(routers.count)
         return 0
     }

@@ -99,13 +99,15 @@ package final class CoreSession {
     /// row-major) for adapters that act only on some modalities.
     /// `aux`: auxiliary inputs (e.g. "image_features") from which generator adapters (VLoRA),
     /// bound or per row, make this run's weights; `merge` chooses merged or unmerged generated
-    /// weights (see GeneratedRun.swift).
+    /// weights (see GeneratedRun.swift). `routing`: per-request control of routed experts and/or
+    /// a record of routing decisions.
     package func run(_ named: [String: HostTensor], rowAdapters: [CoreAdapter?]? = nil, modalities: [UInt8]? = nil,
-                     aux: [String: HostTensor]? = nil, merge: MergePolicy = .auto) throws -> [String: HostTensor] {
+                     aux: [String: HostTensor]? = nil, merge: MergePolicy = .auto, routing: RoutingControl? = nil) throws -> [String: HostTensor] {
         let inputs = try bind(named)
         let plan = try plan(for: inputs)
         let outputs = plan.outputTypes.map { HostTensor(zeros: $0.dtype, shape: $0.shape) }
-        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities, aux: aux, merge: merge)
+        try execute(plan, inputs: inputs, outputs: outputs, rowAdapters: rowAdapters, modalities: modalities, aux: aux, merge: merge,
+                    routing: routing)
         var result: [String: HostTensor] = [:]
         for (decl, t) in zip(model.graph.outputs, outputs) { result[decl.name] = t }
         return result
@@ -113,7 +115,8 @@ package final class CoreSession {
 
     /// Runs `plan` reading `inputs` in place and writing `outputs` (types must match the plan).
     package func execute(_ plan: Plan, inputs: [HostTensor], outputs: [HostTensor], rowAdapters: [CoreAdapter?]? = nil,
-                         modalities: [UInt8]? = nil, aux: [String: HostTensor]? = nil, merge: MergePolicy = .auto) throws {
+                         modalities: [UInt8]? = nil, aux: [String: HostTensor]? = nil, merge: MergePolicy = .auto,
+                         routing: RoutingControl? = nil) throws {
         var active: SessionAdapters? = bound.isEmpty ? nil : bound
         var batch = 1
         if let rowAdapters {
@@ -135,6 +138,8 @@ package final class CoreSession {
             active = perRow
         }
         active?.modalities = modalities
+        active?.routing = routing
+        if let routing { try SessionAdapters.checkRouting(routing, active: active) }
         try reserve(arenaBytes: plan.arenaBytes, slots: plan.slotCount)
         let slots = self.slots!
         let arena = self.arena!

@@ -20,6 +20,8 @@ import numpy as np
 
 from . import _capi as _c
 from ._capi import GraftError  # noqa: F401  (public)
+from . import _routing
+from ._routing import RoutingDecision  # noqa: F401  (public)
 from ._capi import (  # noqa: F401  (public status codes)
     STATUS_OK, STATUS_INVALID_ARGUMENT, STATUS_INVALID_MODEL, STATUS_UNSUPPORTED, STATUS_IO,
     STATUS_SHAPE_MISMATCH, STATUS_LIMIT_EXCEEDED, STATUS_INVALID_DATA, STATUS_INTERNAL,
@@ -289,6 +291,27 @@ class Adapter(_Closeable):
         _c.graft_adapter_generate(self._handle, tensors, n, int(threads), ctypes.byref(handle))
         return Adapter(handle)
 
+    def routers(self) -> List[Tuple[int, int]]:
+        """The adapter's routers, by index: (site index, number of experts) each."""
+        if self._handle is None:
+            raise _closed("adapter")
+        n = ctypes.c_size_t()
+        _c.graft_adapter_router_count(self._handle, ctypes.byref(n))
+        out = []
+        for i in range(n.value):
+            site, experts = ctypes.c_size_t(), ctypes.c_size_t()
+            _c.graft_adapter_router_info(self._handle, i, ctypes.byref(site), ctypes.byref(experts))
+            out.append((site.value, experts.value))
+        return out
+
+    def router(self, site: str) -> int:
+        """The index of the router at the site named `site` (module name or '.'-suffix)."""
+        if self._handle is None:
+            raise _closed("adapter")
+        i = ctypes.c_size_t()
+        _c.graft_adapter_find_router(self._handle, str(site).encode(), ctypes.byref(i))
+        return i.value
+
     def close(self) -> None:
         """Releases this reference. Idempotent."""
         handle, self._handle = getattr(self, "_handle", None), None
@@ -392,7 +415,8 @@ class Session(_Closeable):
 
     def run(self, inputs: Dict[str, np.ndarray], row_adapters: Optional[Sequence[Optional["Adapter"]]] = None,
             modalities=None, aux: Optional[Dict[str, np.ndarray]] = None,
-            merge: Optional[str] = None) -> Dict[str, np.ndarray]:
+            merge: Optional[str] = None, *, allow_experts=None, deny_experts=None, force_experts=None,
+            routing_override=None, routing_dump: bool = False):
         """Runs on `inputs` (every declared input, by name; array-likes are converted with
         numpy, C-contiguous native arrays are passed without copying) and returns every output
         as a new numpy array, by name. `row_adapters` names one adapter (or None: the base
@@ -403,21 +427,34 @@ class Session(_Closeable):
         per row [batch, N_v, d_v]; the generated weights live for this run only. `merge`
         ("auto", the default, "merged" or "unmerged") says how generated weights are applied.
         Raises GraftError for a missing or unknown input, a wrong dtype, rank or dimension, or
-        data invalid at run time."""
+        data invalid at run time.
+
+        Routed experts (mixture adapters), per request: `allow_experts`, `deny_experts` and
+        `force_experts` map (adapter, router) to expert indices, `routing_override` maps
+        (adapter, router) to weights [tokens, experts] that replace the router's output; a
+        router is its index in the adapter or its site name (Adapter.router). With
+        `routing_dump=True` the result is (outputs, [RoutingDecision, ...])."""
         if self._handle is None:
             raise _closed("session")
         if merge is not None and merge not in _MERGE_MODES:
             raise GraftError(_c.STATUS_INVALID_ARGUMENT, f"merge must be one of {sorted(_MERGE_MODES)}, got {merge!r}")
-        if row_adapters is None and modalities is None and aux is None and merge is None:
+        controls = (allow_experts, deny_experts, force_experts, routing_override)
+        if (row_adapters is None and modalities is None and aux is None and merge is None
+                and all(c is None for c in controls) and not routing_dump):
             return self._run(inputs, None)
         opts = ctypes.c_void_p()
+        record = ctypes.c_void_p()
         _c.graft_run_options_create(ctypes.byref(opts))
         try:
+            keep = _routing.apply(opts, *controls)  # noqa: F841  (alive during the run)
+            if routing_dump:
+                _c.graft_routing_record_create(ctypes.byref(record))
+                _c.graft_run_options_set_routing_record(opts, record)
             if row_adapters is not None:
                 rows = list(row_adapters)
                 _c.graft_run_options_set_row_adapters(opts, _adapter_array(rows, allow_none=True), len(rows))
             if modalities is not None:
-                ids = np.ascontiguousarray(modalities, dtype=np.uint8).reshape(-1)
+                ids = _routing.modality_ids(modalities)
                 _c.graft_run_options_set_modalities(
                     opts, ids.ctypes.data_as(ctypes.POINTER(ctypes.c_uint8)), ids.size)
             if aux is not None:
@@ -425,9 +462,12 @@ class Session(_Closeable):
                 _c.graft_run_options_set_aux(opts, tensors, n)   # copied by the library
             if merge is not None:
                 _c.graft_run_options_set_merge(opts, _MERGE_MODES[merge])
-            return self._run(inputs, opts)
+            outputs = self._run(inputs, opts)
+            return (outputs, _routing.read(record)) if routing_dump else outputs
         finally:
             _c.graft_run_options_free(opts)
+            if record.value is not None:
+                _c.graft_routing_record_free(record)
 
     def _run(self, inputs, run_options) -> Dict[str, np.ndarray]:
         tensors, n, shapes = _named_tensors(inputs, "inputs")

@@ -279,6 +279,47 @@ graft_adapter_compose = _bind(
     [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, handle_p])
 # const char *graft_adapter_aux_input(const graft_adapter *adapter);
 graft_adapter_aux_input = _bind("graft_adapter_aux_input", ctypes.c_char_p, [handle])
+# Routed experts (graft.h, "Routed experts").
+EXPERTS_ALLOW, EXPERTS_DENY, EXPERTS_FORCE = 0, 1, 2
+
+
+class RoutingEntry(ctypes.Structure):
+    _fields_ = [("struct_size", ctypes.c_uint32), ("router", ctypes.c_uint32), ("adapter", ctypes.c_char_p),
+                ("site", ctypes.c_size_t), ("tokens", ctypes.c_size_t), ("experts", ctypes.c_size_t),
+                ("weights", ctypes.POINTER(ctypes.c_float))]
+
+
+# graft_status graft_adapter_router_count(const graft_adapter *adapter, size_t *count);
+graft_adapter_router_count = _bind("graft_adapter_router_count", graft_status, [handle, c_size_p])
+# graft_status graft_adapter_router_info(const graft_adapter *adapter, size_t index, size_t *site,
+#                                        size_t *experts);
+graft_adapter_router_info = _bind(
+    "graft_adapter_router_info", graft_status, [handle, ctypes.c_size_t, c_size_p, c_size_p])
+# graft_status graft_adapter_find_router(const graft_adapter *adapter, const char *site, size_t *index);
+graft_adapter_find_router = _bind("graft_adapter_find_router", graft_status, [handle, ctypes.c_char_p, c_size_p])
+# graft_status graft_run_options_set_experts(graft_run_options *options, const graft_adapter *adapter,
+#                                            size_t router, int32_t mode, const uint8_t *mask, size_t count);
+graft_run_options_set_experts = _bind(
+    "graft_run_options_set_experts", graft_status,
+    [handle, handle, ctypes.c_size_t, ctypes.c_int32, ctypes.POINTER(ctypes.c_uint8), ctypes.c_size_t])
+# graft_status graft_run_options_set_routing(graft_run_options *options, const graft_adapter *adapter,
+#                                            size_t router, const float *weights, size_t tokens, size_t experts);
+graft_run_options_set_routing = _bind(
+    "graft_run_options_set_routing", graft_status,
+    [handle, handle, ctypes.c_size_t, ctypes.POINTER(ctypes.c_float), ctypes.c_size_t, ctypes.c_size_t])
+# graft_status graft_routing_record_create(graft_routing_record **out);
+graft_routing_record_create = _bind("graft_routing_record_create", graft_status, [handle_p])
+# void graft_routing_record_free(graft_routing_record *record);
+graft_routing_record_free = _bind("graft_routing_record_free", None, [handle])
+# graft_status graft_run_options_set_routing_record(graft_run_options *options, graft_routing_record *record);
+graft_run_options_set_routing_record = _bind(
+    "graft_run_options_set_routing_record", graft_status, [handle, handle])
+# graft_status graft_routing_record_count(const graft_routing_record *record, size_t *count);
+graft_routing_record_count = _bind("graft_routing_record_count", graft_status, [handle, c_size_p])
+# graft_status graft_routing_record_entry(const graft_routing_record *record, size_t index,
+#                                         graft_routing_entry *entry);
+graft_routing_record_entry = _bind(
+    "graft_routing_record_entry", graft_status, [handle, ctypes.c_size_t, ctypes.POINTER(RoutingEntry)])
 # graft_status graft_model_site_count(const graft_model *model, size_t *count);
 graft_model_site_count = _bind("graft_model_site_count", graft_status, [handle, c_size_p])
 # graft_status graft_model_site_info(const graft_model *model, size_t index, const char **name,
