@@ -38,6 +38,7 @@ struct ModalityGateFakeHostTests {
         v11.initialize(to: makeHostAPI(abiVersion: UInt32(GRAFT_PLUGIN_ABI_MAJOR) << 16 | 1))
         v11.pointee.add_router = { _, _, id in id?.pointee = 1; return GRAFT_PLUGIN_OK }
         let table = try #require(mg.entry(v11))
+        processLifetimeTables += [UnsafeRawPointer(table), UnsafeRawPointer(v11)]   // as the real host: never freed
         let builder = FakeBuilder(sites: bertSites)
         hostError = ""
         let status = table.pointee.load!(table.pointee.ctx, Self.root + "/mg_moiie_top2", builder.pointer)
