@@ -46,7 +46,7 @@ fi
 build_library() {
     local flags=()
     if [[ $INSTRUMENT == 1 ]]; then
-        flags=(--sanitize=address -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link -Xcxx -fsanitize=fuzzer-no-link)
+        flags=(--sanitize=address -Xswiftc -sanitize=fuzzer -Xcc -fsanitize=fuzzer-no-link)
     fi
     for p in GraftC GraftPluginLoRA GraftPluginMoELoRA GraftPluginIA3; do
         swift build -c release --product "$p" --scratch-path "$SCRATCH" "${flags[@]}" >"$WORK/build-$p.log" 2>&1 \
