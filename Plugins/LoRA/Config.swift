@@ -17,7 +17,7 @@ enum TargetModules {
         case .unspecified, .allLinear:
             return true
         case .names(let names):
-            return names.contains { module == $0 || module.hasSuffix("." + $0) }
+            return targetNamesMatch(names, module)
         case .regex(_, let regex):
             return (try? regex.wholeMatch(in: module)) != nil
         }
@@ -26,7 +26,7 @@ enum TargetModules {
     var description: String {
         switch self {
         case .unspecified: return "(none)"
-        case .names(let names): return "[" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
+        case .names(let names): return describeTargetNames(names)
         case .regex(let pattern, _): return "\"\(pattern)\" (a regular expression)"
         case .allLinear: return "\"all-linear\""
         }

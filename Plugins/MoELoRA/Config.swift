@@ -26,15 +26,9 @@ struct MoEConfig {
     /// s = α/r, the same for every expert.
     var scale: Float { Float(alpha / Double(r)) }
 
-    func targets(_ module: String) -> Bool {
-        guard let names = targetModules else { return true }
-        return names.contains { module == $0 || module.hasSuffix("." + $0) }
-    }
+    func targets(_ module: String) -> Bool { targetNamesMatch(targetModules, module) }
 
-    var targetDescription: String {
-        guard let names = targetModules else { return "(none)" }
-        return "[" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
-    }
+    var targetDescription: String { describeTargetNames(targetModules) }
 }
 
 /// Reads and checks a parsed adapter_config.json.

@@ -27,15 +27,9 @@ struct ModalityGateConfig {
 
     var scale: Float { Float(alpha / Double(r)) }
 
-    func targets(_ module: String) -> Bool {
-        guard let names = targetModules else { return true }
-        return names.contains { module == $0 || module.hasSuffix("." + $0) }
-    }
+    func targets(_ module: String) -> Bool { targetNamesMatch(targetModules, module) }
 
-    var targetDescription: String {
-        guard let names = targetModules else { return "(none)" }
-        return "[" + names.map { "\"\($0)\"" }.joined(separator: ", ") + "]"
-    }
+    var targetDescription: String { describeTargetNames(targetModules) }
 }
 
 func parseModalityGateConfig(_ json: JSONValue) throws(PluginFailure) -> ModalityGateConfig {
