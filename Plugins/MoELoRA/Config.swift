@@ -80,17 +80,6 @@ func parseMoEConfig(_ json: JSONValue) throws(PluginFailure) -> MoEConfig {
     }
     config.router = try parseRouterConfig(router, experts: config.experts)
 
-    switch configMember(json, "target_modules") {
-    case nil: break
-    case .array(let elements)?:
-        var names: [String] = []
-        for element in elements {
-            guard case .string(let name) = element, !name.isEmpty else { throw configError("target_modules", "a list of module names", element) }
-            names.append(name)
-        }
-        config.targetModules = names
-    case let other?:
-        throw configError("target_modules", "a list of module names (names match a module equal to them or ending in \".name\")", other)
-    }
+    config.targetModules = try parseTargetNames(json)
     return config
 }
