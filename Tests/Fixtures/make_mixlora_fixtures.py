@@ -178,11 +178,36 @@ def act(name):
     return dict(silu=torch.nn.functional.silu, gelu=lambda v: torch.nn.functional.gelu(v))[name]
 
 
-def formula_output(spec, tensors, feeds):
-    """docs/ADAPTERS.md's formula in plain PyTorch, with W_d applied once to sum_e w_e h_e."""
+def controlled_weights(logits, spec, control):
+    """Dense router weights [T, E] under one router's per-request control (docs/ADAPTERS.md,
+    "Controlling routed experts"): allow/deny set the logits of excluded experts to -inf before
+    softmax and top-min(k, allowed) with renormalisation; force gives each forced expert weight 1;
+    an override is used as it is. Also returns the smallest top-k margin among allowed experts."""
+    e, k = spec["num_experts"], spec["top_k"]
+    if "override" in control:
+        return torch.from_numpy(control["override"]), None
+    if "force" in control:
+        return torch.tensor([[1.0 if i in control["force"] else 0.0 for i in range(e)]]).expand(logits.shape[0], e), None
+    allowed = [i for i in range(e) if i in control.get("allow", range(e)) and i not in control.get("deny", [])]
+    z = torch.full_like(logits, float("-inf"))
+    z[:, allowed] = logits[:, allowed]
+    k = min(k, len(allowed))
+    w, sel = torch.topk(torch.softmax(z, dim=-1), k, dim=-1)
+    w = w / w.sum(-1, keepdim=True)
+    dense = torch.zeros_like(logits).scatter(1, sel, w)
+    s = torch.sort(logits[:, allowed], dim=-1, descending=True).values
+    margin = float((s[:, k - 1] - s[:, k]).min()) if len(allowed) > k else None
+    return dense, margin
+
+
+def formula_output(spec, tensors, feeds, controls=None):
+    """docs/ADAPTERS.md's formula in plain PyTorch, with W_d applied once to sum_e w_e h_e.
+    `controls`: {layer: {allow|deny|force: [experts], override: [T, E] array}}. Returns the
+    outputs, the dense router weights [T, E] of every layer, and the smallest routing margin."""
     model = base_model()
     s = spec["lora_alpha"] / (spec["r"] ** 0.5 if spec["use_rslora"] else spec["r"])
     f = act(spec["act_fn"])
+    routing, margins = [], []
 
     def delta(prefix, v):
         a, b = tensors.get(prefix + ".lora_A.weight"), tensors.get(prefix + ".lora_B.weight")
@@ -198,21 +223,38 @@ def formula_output(spec, tensors, feeds):
         def mlp_forward(x, i=i, mlp=mlp):
             shape = x.shape
             x = x.reshape(-1, shape[-1])
-            p = torch.softmax(x @ tensors[f"mixlora.layers.{i}.mlp.moe_gate.weight"].T, dim=-1)
-            w, sel = torch.topk(p, spec["top_k"], dim=-1)
-            w = w / w.sum(-1, keepdim=True)
+            logits = x @ tensors[f"mixlora.layers.{i}.mlp.moe_gate.weight"].T
+            w, margin = controlled_weights(logits, spec, (controls or {}).get(i, {}))
+            routing.append(w.clone().numpy().astype(np.float32))
+            if margin is not None:
+                margins.append(margin)
             g, u = x @ mlp.gate_proj.weight.T, x @ mlp.up_proj.weight.T
             hbar = torch.zeros_like(g)
             dd = torch.zeros(x.shape[0], shape[-1])
             for e in range(spec["num_experts"]):
-                we = (w * (sel == e)).sum(-1, keepdim=True)        # 0 for tokens not routed to e
+                we = w[:, e:e + 1]                                  # 0 for tokens not routed to e
                 pre = f"mixlora.layers.{i}.mlp.%s.experts.{e}"
                 h = f(g + delta(pre % "gate_proj", x)) * (u + delta(pre % "up_proj", x))
                 hbar = hbar + we * h
                 dd = dd + we * delta(pre % "down_proj", h)
             return (hbar @ mlp.down_proj.weight.T + dd).reshape(shape)
         mlp.forward = mlp_forward
-    return run(model, feeds)
+    out = run(model, feeds)
+    return out, routing, (min(margins) if margins else None)
+
+
+def control_cases(spec, tokens):
+    """Per-request routing controls on mixlora_e4_top2 (layer -> control), made once with a fixed seed."""
+    gen = np.random.default_rng(7)
+    override = np.zeros((tokens, spec["num_experts"]), np.float32)
+    for t in range(tokens):   # two experts per token, weights in [0.2, 1.2) not summing to 1
+        override[t, gen.choice(spec["num_experts"], 2, replace=False)] = gen.uniform(0.2, 1.2, 2)
+    return collections.OrderedDict(
+        allow_deny={0: dict(allow=[0, 2, 3]), 1: dict(deny=[1, 3])},
+        force_one={0: dict(force=[1]), 1: dict(force=[1])},
+        force_two={0: dict(force=[0, 3])},
+        override={1: dict(override=override)},
+    )
 
 
 def main():
@@ -267,12 +309,14 @@ def main():
             assert delta >= MIN_DELTA, (name, c, delta)
             margin = routing_margins(model, feeds[c], spec["top_k"])
             assert margin is None or margin >= MIN_MARGIN, (name, c, margin)
-            formula = formula_output(spec, tensors, feeds[c])
+            formula, routing, _ = formula_output(spec, tensors, feeds[c])
             fdiff = max_diff(out, formula)
             assert fdiff <= CHECK_TOL, (name, c, fdiff)
             refdir = os.path.join(OUT, "llama", "refs", name, c)
             os.makedirs(refdir)
             np.save(os.path.join(refdir, "logits.npy"), out["logits"])
+            for i, w in enumerate(routing):   # what a routing record of this run holds, per block router
+                np.save(os.path.join(refdir, f"router_weights_layer{i}.npy"), w)
             cases.append(collections.OrderedDict(
                 model="llama", case=f"{name}/{c}", adapter=name,
                 inputs=f"llama_torchscript/{c}/inputs", outputs=dict(logits=os.path.relpath(os.path.join(refdir, "logits.npy"), HERE)),
@@ -285,6 +329,39 @@ def main():
             model="llama", name=name, path=os.path.relpath(target, HERE), config=cfg,
             tensors=collections.OrderedDict((k, list(v.shape)) for k, v in tensors.items())))
         print(name, json.dumps(info))
+
+    # Per-request routing control of the block routers: references from the formula above (which
+    # matches the package on every uncontrolled case, checked in the loop) with the control applied
+    # to the router weights.
+    controls = []
+    name, c = "mixlora_e4_top2", CASES[0]
+    spec = SPECS[name]
+    tensors = load_file(os.path.join(OUT, "llama", name, "adapter_model.safetensors"))
+    tokens = int(np.prod(feeds[c]["input_ids"].shape))
+    plain = np.load(os.path.join(OUT, "llama", "refs", name, c, "logits.npy"))
+    for cname, control in control_cases(spec, tokens).items():
+        out, _, margin = formula_output(spec, tensors, feeds[c], control)
+        assert margin is None or margin >= MIN_MARGIN, (cname, margin)
+        moved = float(np.max(np.abs(out["logits"] - plain)))
+        assert moved >= MIN_DELTA, (cname, moved)
+        refdir = os.path.join(OUT, "llama", "refs", "controls", cname)
+        os.makedirs(refdir)
+        np.save(os.path.join(refdir, "logits.npy"), out["logits"])
+        entry = collections.OrderedDict()
+        for layer, ctl in control.items():
+            e = collections.OrderedDict()
+            for kind, v in ctl.items():
+                if kind == "override":
+                    np.save(os.path.join(refdir, f"override_layer{layer}.npy"), v)
+                    e[kind] = os.path.relpath(os.path.join(refdir, f"override_layer{layer}.npy"), HERE)
+                else:
+                    e[kind] = v
+            entry[str(layer)] = e
+        controls.append(collections.OrderedDict(
+            name=cname, adapter=name, inputs=f"llama_torchscript/{c}/inputs", controls=entry,
+            outputs=dict(logits=os.path.relpath(os.path.join(refdir, "logits.npy"), HERE)),
+            max_abs_delta_vs_uncontrolled=moved, min_routing_margin=margin))
+        print("control", cname, moved, margin)
 
     import transformers
     manifest = collections.OrderedDict(
@@ -299,8 +376,13 @@ def main():
             "The package read adapter_model.bin; the committed adapter_model.safetensors holds the same tensors "
             "(torch.load(weights_only=True) then safetensors save_file).",
             "Inputs are llama_torchscript/<case>/inputs (the same as llama_dynamo's).",
+            "refs/<adapter>/<case>/router_weights_layer<i>.npy: the block router's final weights [tokens, experts] "
+            "(what a routing record holds).",
+            "controls: per-request routing control of the block routers (by layer); references from the plain-PyTorch "
+            "formula with the control applied to the router weights (the formula matches the package on every "
+            "uncontrolled case to 1e-5).",
         ],
-        adapters=adapters, cases=cases, checks=checks)
+        adapters=adapters, cases=cases, checks=checks, controls=controls)
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=2)
         f.write("\n")

@@ -21,6 +21,8 @@ final class BlockMixtureState {
     struct Active {
         let mixture: CoreAdapter.BlockMixture
         let router: CoreAdapter.Router
+        /// Who owns the router (its adapter and index there), for per-run routing control.
+        let owner: (adapter: CoreAdapter, index: Int)
         let block: MLPBlock
         let scale: Float
         /// Batch rows the mixture applies to (nil: all).
@@ -35,13 +37,13 @@ final class BlockMixtureState {
     // Scratch, reused across runs. Shapes in tokens T of the plan.
     var hbar = ScratchBuffer()       // [T, I] h̄ (I: gate/up out features = down in features)
     var ydelta = ScratchBuffer()     // [T, O] Σ_e w δ_d,e (O: down out features)
+    var weights = ScratchBuffer()    // [T, E] one mixture's router weights, every token
     /// One per thread: each thread takes a contiguous range of tokens (all experts), so the
     /// threads write disjoint rows of h̄ and ydelta.
     var workers: [Worker] = []
 
     final class Worker {
-        // Shapes in m tokens of the worker's range, k tokens routed to one expert.
-        var weights = ScratchBuffer()    // [m, E] router weights
+        // Shapes in k tokens routed to one expert.
         var xs = ScratchBuffer()         // [k, H] gathered block inputs
         var gs = ScratchBuffer()         // [k, I] gathered G, then h
         var us = ScratchBuffer()         // [k, I] gathered U
@@ -72,7 +74,7 @@ final class BlockMixtureState {
                     throw GraftError(.invalidArgument, "adapters '\(other)' and '\(adapter.name)' both replace the MLP block at '\(model.sites[block.down].name)' with a mixture of experts; bind one of them (or give them different rows)")
                 }
                 owner[block.index] = adapter.name
-                next[block.down, default: []].append(Active(mixture: m, router: adapter.routers[m.router], block: block, scale: scale, rows: rows))
+                next[block.down, default: []].append(Active(mixture: m, router: adapter.routers[m.router], owner: (adapter, m.router), block: block, scale: scale, rows: rows))
             }
         }
         byDown = next
@@ -107,6 +109,11 @@ extension SessionAdapters {
         while state.workers.count < threads { state.workers.append(BlockMixtureState.Worker()) }
         let workers = state.workers
         for active in list {
+            // Routed once for every token on this thread (masks, forcing, override and the record
+            // apply here, as at a site); the workers read their token ranges of it.
+            let w = state.weights.floats(tokens * active.router.experts)
+            try routeControlled(active.router, owner: active.owner, x: x, rows: tokens, inFeatures: hidden, into: w)
+            let weights = UnsafePointer(w)
             try forEachBlock(active.rows, rows: tokens, batch: batch) { start, m in
                 // At most `threads` contiguous token ranges of at least 8 tokens, one per worker.
                 let chunks = max(1, min(threads, m / 8))
@@ -114,7 +121,7 @@ extension SessionAdapters {
                     for c in range {
                         let lo = start + m * c / chunks, hi = start + m * (c + 1) / chunks
                         Self.mix(active, worker: workers[c], tokens: hi - lo, hidden: hidden, inner: inner, out: out,
-                                 x: x + lo * hidden, g: gy + lo * inner, u: uy + lo * inner,
+                                 weights: weights + lo * active.router.experts, x: x + lo * hidden, g: gy + lo * inner, u: uy + lo * inner,
                                  hbar: hbar + lo * inner, ydelta: ydelta + lo * out)
                     }
                 }
@@ -131,14 +138,12 @@ extension SessionAdapters {
         cblas_saxpy(Int32(d.rows * out), 1, delta, 1, y, 1)
     }
 
-    /// One mixture over `tokens` consecutive tokens: writes h̄ [tokens, I] and adds the down
-    /// deltas to ydelta [tokens, O].
+    /// One mixture over `tokens` consecutive tokens with router weights w [tokens, E]: writes
+    /// h̄ [tokens, I] and adds the down deltas to ydelta [tokens, O].
     private static func mix(_ a: BlockMixtureState.Active, worker state: BlockMixtureState.Worker, tokens n: Int, hidden: Int, inner: Int, out: Int,
-                            x: UnsafePointer<Float>, g: UnsafePointer<Float>, u: UnsafePointer<Float>,
+                            weights w: UnsafePointer<Float>, x: UnsafePointer<Float>, g: UnsafePointer<Float>, u: UnsafePointer<Float>,
                             hbar: UnsafeMutablePointer<Float>, ydelta: UnsafeMutablePointer<Float>) {
         let experts = a.router.experts
-        let w = state.weights.floats(n * experts)                  // [n, E]
-        route(a.router, x: x, rows: n, inFeatures: hidden, into: w)
         hbar.update(repeating: 0, count: n * inner)
         for e in 0..<experts {
             state.routed.removeAll(keepingCapacity: true)

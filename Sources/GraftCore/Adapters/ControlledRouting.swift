@@ -3,11 +3,15 @@
 /// modalities. Plain routers take SessionAdapters.route unchanged.
 extension SessionAdapters {
     /// Before a run: resets the record and checks that every router the control names is
-    /// evaluated in this run (its adapter bound to the session or named in the row adapters).
+    /// evaluated in this run (its adapter bound to the session or named in the row adapters):
+    /// a site's router or a block mixture's.
     static func checkRouting(_ routing: RoutingControl, active: SessionAdapters?) throws {
         routing.record?.reset()
         var evaluated = Set<RouterAddress>()
         for state in active?.sites ?? [] { for o in state?.routerOwners ?? [] { evaluated.insert(RouterAddress(o.adapter, o.index)) } }
+        for list in (active?.blockMixtures.byDown).map({ Array($0.values) }) ?? [] {
+            for m in list { evaluated.insert(RouterAddress(m.owner.adapter, m.owner.index)) }
+        }
         for (key, e) in routing.entries.sorted(by: { $0.value.router < $1.value.router }) where !evaluated.contains(key) {
             throw GraftError(.invalidArgument, "routing control names router \(e.router) of adapter '\(e.adapter.name)', which this run does not use; bind the adapter to the session (or name it in the row adapters) or clear the control")
         }

@@ -93,3 +93,36 @@ def test_bad_controls(model):
         s.set_adapters([lora])
         with pytest.raises(graft.GraftError, match="does not use"):
             s.run(inputs(), force_experts={(moe, 0): [1]})
+
+
+def test_mixlora_block_routers():
+    """MixLoRA's block routers (one per layer, at gate_proj) take the same controls: each case of
+    Tests/Fixtures/mixlora/manifest.json "controls" matches its reference, and the dump holds
+    each block router's weights as make_mixlora_fixtures.py computed them."""
+    root = os.path.join(FIXTURES, "mixlora")
+    with open(os.path.join(root, "manifest.json")) as f:
+        controls = json.load(f)["controls"]
+    assert sorted(c["name"] for c in controls) == ["allow_deny", "force_one", "force_two", "override"]
+    with graft.Model(os.path.join(FIXTURES, "llama_dynamo", "model.onnx")) as llama:
+        mix = llama.load_adapter(os.path.join(root, "llama", "mixlora_e4_top2"))
+        folder = os.path.join(FIXTURES, "llama_torchscript", "basic", "inputs")
+        feeds = {f[:-4]: np.load(os.path.join(folder, f)) for f in os.listdir(folder) if f.endswith(".npy")}
+        with llama.session() as s:
+            s.set_adapters([mix])
+            for case in controls:
+                kw = {"allow_experts": {}, "deny_experts": {}, "force_experts": {}, "routing_override": {}}
+                for layer, kinds in case["controls"].items():
+                    router = (mix, f"layers.{layer}.mlp.gate_proj")
+                    for kind, value in kinds.items():
+                        if kind == "override":
+                            kw["routing_override"][router] = np.load(os.path.join(FIXTURES, value))
+                        else:
+                            kw[f"{kind}_experts"][router] = value
+                out = s.run(feeds, **kw)
+                d = float(np.max(np.abs(out["logits"] - np.load(os.path.join(FIXTURES, case["outputs"]["logits"])))))
+                assert d <= TOL, (case["name"], d)
+            _, dump = s.run(feeds, routing_dump=True)
+            assert [d.router for d in dump] == [mix.router(f"layers.{i}.mlp.gate_proj") for i in (0, 1)]
+            for i, d in enumerate(dump):
+                want = np.load(os.path.join(root, "llama", "refs", "mixlora_e4_top2", "basic", f"router_weights_layer{i}.npy"))
+                assert d.weights.shape == want.shape and float(np.max(np.abs(d.weights - want))) <= TOL
