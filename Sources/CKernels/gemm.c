@@ -15,10 +15,11 @@
 
 #define NR GRAFT_GEMM_NR
 
-/* One tile: C[mr × nc] (=|+=) A[mr × kc] · Bpanel[kc × NR] (+ bias[nc]).
+/* One tile: C[mr × nc] (=|+=) A[mr × kc] · Bpanel[kc × W] (+ bias[nc]), where W is the path's
+ * tile width: NR (a whole panel) or NR/2 (AVX2: half a panel, one 64-byte line per k).
  *   a:     row 0 of the tile, row stride lda, kc floats used per row
- *   b:     [kc][NR] packed panel rows (64-byte aligned, row stride NR)
- *   c:     tile origin in C, row stride ldc; only the first nc (<= NR) columns are written
+ *   b:     [kc][W] at column 0 or 16 of packed panel rows (64-byte aligned, row stride NR)
+ *   c:     tile origin in C, row stride ldc; only the first nc (<= W) columns are written
  *   bias:  [nc] or NULL (only on the first K block)
  *   accumulate: 0 overwrites C, 1 adds to it (later K blocks) */
 typedef void (*tile_fn)(size_t mr, size_t kc, const float *a, size_t lda, const float *b,
@@ -104,9 +105,55 @@ AVX2_INLINE void avx2_6x16(const size_t MR, size_t kc, const float *a, size_t ld
     }
 }
 
-/* 1–2 rows × the whole 32-column panel; K split into KS interleaved chains so that at least
- * 8 independent FMA chains hide the FMA latency. Accumulators: acc[s][r][4] (KS*MR*4 ymm <= 8). */
+/* 1–2 rows × 16 columns (half a panel); K split into KS interleaved chains so that 8
+ * independent FMA chains hide the FMA latency. Accumulators: acc[s][r][2] (KS*MR*2 = 8 ymm). */
 AVX2_INLINE void avx2_small(const size_t MR, const size_t KS, size_t kc, const float *a, size_t lda,
+                            const float *b, float *c, size_t ldc, size_t nc, const float *bias,
+                            int accumulate) {
+    __m256 acc[4][2][2];
+    for (size_t s = 0; s < KS; s++)
+        for (size_t r = 0; r < MR; r++) acc[s][r][0] = acc[s][r][1] = _mm256_setzero_ps();
+    size_t k = 0;
+    for (; k + KS <= kc; k += KS) {
+        for (size_t s = 0; s < KS; s++) {
+            const float *bk = b + (k + s) * NR;
+            _mm_prefetch((const char *)(bk + 16 * NR), _MM_HINT_T0); /* 2 KB ahead: B is streamed once */
+            __m256 b0 = _mm256_load_ps(bk), b1 = _mm256_load_ps(bk + 8);
+            for (size_t r = 0; r < MR; r++) {
+                __m256 av = _mm256_broadcast_ss(a + r * lda + k + s);
+                acc[s][r][0] = _mm256_fmadd_ps(av, b0, acc[s][r][0]);
+                acc[s][r][1] = _mm256_fmadd_ps(av, b1, acc[s][r][1]);
+            }
+        }
+    }
+    for (; k < kc; k++) {
+        const float *bk = b + k * NR;
+        __m256 b0 = _mm256_load_ps(bk), b1 = _mm256_load_ps(bk + 8);
+        for (size_t r = 0; r < MR; r++) {
+            __m256 av = _mm256_broadcast_ss(a + r * lda + k);
+            acc[0][r][0] = _mm256_fmadd_ps(av, b0, acc[0][r][0]);
+            acc[0][r][1] = _mm256_fmadd_ps(av, b1, acc[0][r][1]);
+        }
+    }
+    size_t n0 = nc < 8 ? nc : 8, n1 = nc > 8 ? nc - 8 : 0;
+    for (size_t r = 0; r < MR; r++) {
+        __m256 x0 = acc[0][r][0], x1 = acc[0][r][1];
+        for (size_t s = 1; s < KS; s++) {
+            x0 = _mm256_add_ps(x0, acc[s][r][0]);
+            x1 = _mm256_add_ps(x1, acc[s][r][1]);
+        }
+        float *cr = c + r * ldc;
+        avx2_put(cr, x0, bias, accumulate, n0);
+        avx2_put(cr + 8, x1, bias ? bias + 8 : NULL, accumulate, n1);
+    }
+}
+
+#ifndef PF_ROWS
+#define PF_ROWS 64 /* prefetch distance in packed rows (128 B each) */
+#endif
+/* Whole-panel variant for calls with 1–2 rows in all (decode): 32 columns, B streamed in memory
+ * order with a software prefetch. Accumulators: acc[s][r][4] (KS*MR*4 = 8 ymm). */
+AVX2_INLINE void avx2_row32(const size_t MR, const size_t KS, size_t kc, const float *a, size_t lda,
                             const float *b, float *c, size_t ldc, size_t nc, const float *bias,
                             int accumulate) {
     __m256 acc[2][2][4];
@@ -117,14 +164,16 @@ AVX2_INLINE void avx2_small(const size_t MR, const size_t KS, size_t kc, const f
     for (; k + KS <= kc; k += KS) {
         for (size_t s = 0; s < KS; s++) {
             const float *bk = b + (k + s) * NR;
-            __m256 bv0 = _mm256_load_ps(bk), bv1 = _mm256_load_ps(bk + 8);
-            __m256 bv2 = _mm256_load_ps(bk + 16), bv3 = _mm256_load_ps(bk + 24);
+            _mm_prefetch((const char *)(bk + PF_ROWS * NR), _MM_HINT_T0);
+            _mm_prefetch((const char *)(bk + PF_ROWS * NR + 16), _MM_HINT_T0);
+            __m256 b0 = _mm256_load_ps(bk), b1 = _mm256_load_ps(bk + 8);
+            __m256 b2 = _mm256_load_ps(bk + 16), b3 = _mm256_load_ps(bk + 24);
             for (size_t r = 0; r < MR; r++) {
                 __m256 av = _mm256_broadcast_ss(a + r * lda + k + s);
-                acc[s][r][0] = _mm256_fmadd_ps(av, bv0, acc[s][r][0]);
-                acc[s][r][1] = _mm256_fmadd_ps(av, bv1, acc[s][r][1]);
-                acc[s][r][2] = _mm256_fmadd_ps(av, bv2, acc[s][r][2]);
-                acc[s][r][3] = _mm256_fmadd_ps(av, bv3, acc[s][r][3]);
+                acc[s][r][0] = _mm256_fmadd_ps(av, b0, acc[s][r][0]);
+                acc[s][r][1] = _mm256_fmadd_ps(av, b1, acc[s][r][1]);
+                acc[s][r][2] = _mm256_fmadd_ps(av, b2, acc[s][r][2]);
+                acc[s][r][3] = _mm256_fmadd_ps(av, b3, acc[s][r][3]);
             }
         }
     }
@@ -146,23 +195,24 @@ AVX2_INLINE void avx2_small(const size_t MR, const size_t KS, size_t kc, const f
     }
 }
 
+/* Whole-panel tile (W = NR) for 1–2 rows. */
+AVX2 static void tile_avx2_rows(size_t mr, size_t kc, const float *a, size_t lda, const float *b,
+                                float *c, size_t ldc, size_t nc, const float *bias, int accumulate) {
+    if (mr == 2) avx2_row32(2, 1, kc, a, lda, b, c, ldc, nc, bias, accumulate);
+    else avx2_row32(1, 2, kc, a, lda, b, c, ldc, nc, bias, accumulate);
+}
+
 #define MR_AVX2 6
+/* Half-panel tile (W = 16): the driver calls it for columns 0..15 and 16..31 of each panel. */
 AVX2 static void tile_avx2(size_t mr, size_t kc, const float *a, size_t lda, const float *b,
                            float *c, size_t ldc, size_t nc, const float *bias, int accumulate) {
-    if (mr == 1) { avx2_small(1, 2, kc, a, lda, b, c, ldc, nc, bias, accumulate); return; }
-    if (mr == 2) { avx2_small(2, 1, kc, a, lda, b, c, ldc, nc, bias, accumulate); return; }
-    for (size_t h = 0; h < 2; h++) {
-        size_t lo = 16 * h;
-        if (nc <= lo) break;
-        size_t hn = nc - lo < 16 ? nc - lo : 16;
-        const float *bh = b + lo, *biash = bias ? bias + lo : NULL;
-        float *ch = c + lo;
-        switch (mr) {
-        case 6: avx2_6x16(6, kc, a, lda, bh, ch, ldc, hn, biash, accumulate); break;
-        case 5: avx2_6x16(5, kc, a, lda, bh, ch, ldc, hn, biash, accumulate); break;
-        case 4: avx2_6x16(4, kc, a, lda, bh, ch, ldc, hn, biash, accumulate); break;
-        default: avx2_6x16(3, kc, a, lda, bh, ch, ldc, hn, biash, accumulate); break;
-        }
+    switch (mr) {
+    case 6: avx2_6x16(6, kc, a, lda, b, c, ldc, nc, bias, accumulate); break;
+    case 5: avx2_6x16(5, kc, a, lda, b, c, ldc, nc, bias, accumulate); break;
+    case 4: avx2_6x16(4, kc, a, lda, b, c, ldc, nc, bias, accumulate); break;
+    case 3: avx2_6x16(3, kc, a, lda, b, c, ldc, nc, bias, accumulate); break;
+    case 2: avx2_small(2, 2, kc, a, lda, b, c, ldc, nc, bias, accumulate); break;
+    default: avx2_small(1, 4, kc, a, lda, b, c, ldc, nc, bias, accumulate); break;
     }
 }
 
@@ -332,25 +382,31 @@ void graft_gemm_packed(int path, size_t m, size_t n, size_t k,
     int resolvedPath = graft_gemm_resolved_path();
     if (path == GRAFT_GEMM_AUTO || !cpu_has(path)) path = resolvedPath;
     tile_fn tile = tile_portable;
-    size_t mr = MR_C;
+    size_t mr = MR_C, width = NR; /* tile rows, tile columns (NR or NR/2) */
 #if GRAFT_X86
     if (path == GRAFT_GEMM_AVX512) { tile = tile_avx512; mr = MR_AVX512; }
-    else if (path == GRAFT_GEMM_AVX2) { tile = tile_avx2; mr = MR_AVX2; }
+    else if (path == GRAFT_GEMM_AVX2 && row_end - row_begin <= 2) { tile = tile_avx2_rows; mr = 2; }
+    else if (path == GRAFT_GEMM_AVX2) { tile = tile_avx2; mr = MR_AVX2; width = NR / 2; }
 #endif
     size_t kcb = kc_block, mcb = mc_block;
-    /* Loop order: row block (A[MC × KC] in L2) → K block → panel (Bpanel[KC × NR] in L1)
-     * → MR-row tiles. The first K block writes C (+ bias); later ones add to it. */
+    /* One row tile: B is used once, so K blocking buys nothing; stream each panel whole. */
+    if (row_end - row_begin <= mr) kcb = k;
+    /* Loop order: row block (A[MC × KC] in L2) → K block → panel → tile columns
+     * (Bpanel[KC × width] in L1) → MR-row tiles. The first K block writes C (+ bias); later
+     * ones add to it. */
     for (size_t i0 = row_begin; i0 < row_end; i0 += mcb) {
         size_t i1 = i0 + mcb < row_end ? i0 + mcb : row_end;
         for (size_t k0 = 0; k0 < k; k0 += kcb) {
             size_t kc = k - k0 < kcb ? k - k0 : kcb;
             for (size_t p = panel_begin; p < panel_end; p++) {
-                const float *bp = packed + p * k * NR + k0 * NR; /* [kc][NR] */
-                size_t nc = n - p * NR < NR ? n - p * NR : NR;
-                const float *pb = (k0 == 0 && bias) ? bias + p * NR : NULL; /* [nc] */
-                for (size_t i = i0; i < i1; i += mr) {
-                    size_t rows = i1 - i < mr ? i1 - i : mr;
-                    tile(rows, kc, a + i * lda + k0, lda, bp, c + i * ldc + p * NR, ldc, nc, pb, k0 > 0);
+                for (size_t j0 = p * NR; j0 < p * NR + NR && j0 < n; j0 += width) {
+                    const float *bp = packed + p * k * NR + k0 * NR + (j0 - p * NR); /* [kc][width], row stride NR */
+                    size_t nc = n - j0 < width ? n - j0 : width;
+                    const float *pb = (k0 == 0 && bias) ? bias + j0 : NULL;         /* [nc] */
+                    for (size_t i = i0; i < i1; i += mr) {
+                        size_t rows = i1 - i < mr ? i1 - i : mr;
+                        tile(rows, kc, a + i * lda + k0, lda, bp, c + i * ldc + j0, ldc, nc, pb, k0 > 0);
+                    }
                 }
             }
         }
