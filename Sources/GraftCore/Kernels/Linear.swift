@@ -93,6 +93,13 @@ package enum PackedGemm {
     package enum Split: Sendable { case auto, rows, panels }
 
     package static func supported(_ p: Path) -> Bool { graft_gemm_path_supported(p.rawValue) != 0 }
+
+    /// `GRAFT_PACKED_GEMM=0` in the environment (read once) keeps every product on OpenBLAS:
+    /// a kill switch and an A/B baseline for measurements.
+    package static let enabled: Bool = {
+        guard let v = getenv("GRAFT_PACKED_GEMM") else { return true }
+        return String(cString: v) != "0"
+    }()
     package static var resolved: Path { Path(rawValue: graft_gemm_resolved_path()) ?? .portable }
 
     /// Work (M·N·K) below which one thread runs the product (a fork/join costs ~10 µs).
@@ -240,7 +247,7 @@ package enum LinearKernels {
                     }
                 }
             }
-            if b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
+            if PackedGemm.enabled, b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
                 // Constant weight: Graft's packed GEMM, split across the session's threads. A
                 // different pointer in the weight slot at run time (a merged adapter's private
                 // copy) runs on OpenBLAS instead, so it is never computed with stale packing.
@@ -334,7 +341,7 @@ package enum LinearKernels {
         let m32 = try blasInt(m, "M", ctx), n32 = try blasInt(n, "N", ctx), k32 = try blasInt(k, "K", ctx)
         let lda = Int32(max(transA ? m : k, 1)), ldb = Int32(max(transB ? k : n, 1))
         let useC = hasC && beta != 0
-        if !transA, alpha == 1, k > 0, total > 0, ctx.constants.count > 1, let w = ctx.constants[1],
+        if PackedGemm.enabled, !transA, alpha == 1, k > 0, total > 0, ctx.constants.count > 1, let w = ctx.constants[1],
            !useC || (beta == 1 && cRowStride == 0 && cColStride == 1) {
             // Constant weight, C absent or a bias row [N]: Graft's packed GEMM with the bias in
             // its epilogue; another weight pointer at run time (merged adapter) runs on OpenBLAS.
