@@ -83,6 +83,7 @@ AVX2_INLINE void avx2_put(float *p, __m256 x, const float *bias, int accumulate,
     }
 }
 
+#define PF_TILE 32 /* prefetch distance in packed rows for the 6×16 tile (4 KB) */
 /* MR × 16 tile over half a panel: b points at column 0 or 16 of the panel (row stride NR).
  * Accumulators: c0[r] columns 0..7, c1[r] columns 8..15 (2*MR ymm). */
 AVX2_INLINE void avx2_6x16(const size_t MR, size_t kc, const float *a, size_t lda, const float *b,
@@ -90,6 +91,12 @@ AVX2_INLINE void avx2_6x16(const size_t MR, size_t kc, const float *a, size_t ld
     __m256 c0[6], c1[6];
     for (size_t r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();
     for (size_t k = 0; k < kc; k++) {
+        /* The first tile of a panel reads B from memory: prefetch both lines of the packed row
+         * PF_TILE rows ahead (this half's and the other half's, which the next half-panel pass
+         * reads), so the stream overlaps the FMAs. Measured (single thread, weights rotated
+         * through 96 MB): 16×384×384 from 1.44× OpenBLAS's time to 0.91×. */
+        _mm_prefetch((const char *)(b + (k + PF_TILE) * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(b + (k + PF_TILE) * NR + 16), _MM_HINT_T0);
         __m256 b0 = _mm256_load_ps(b + k * NR), b1 = _mm256_load_ps(b + k * NR + 8);
         for (size_t r = 0; r < MR; r++) {
             __m256 av = _mm256_broadcast_ss(a + r * lda + k);
@@ -389,8 +396,10 @@ void graft_gemm_packed(int path, size_t m, size_t n, size_t k,
     else if (path == GRAFT_GEMM_AVX2) { tile = tile_avx2; mr = MR_AVX2; width = NR / 2; }
 #endif
     size_t kcb = kc_block, mcb = mc_block;
-    /* One row tile: B is used once, so K blocking buys nothing; stream each panel whole. */
-    if (row_end - row_begin <= mr) kcb = k;
+    /* Up to four row tiles (A at most 4·MR rows × K, in L1/L2 anyway): K blocking buys nothing
+     * and costs a second pass over C; stream each panel whole. Measured at 16 rows from memory:
+     * 0.78–0.91× OpenBLAS's time unblocked vs 0.84–1.04× with K blocks of 256. */
+    if (row_end - row_begin <= 4 * mr) kcb = k;
     /* Loop order: row block (A[MC × KC] in L2) → K block → panel → tile columns
      * (Bpanel[KC × width] in L1) → MR-row tiles. The first K block writes C (+ bias); later
      * ones add to it. */

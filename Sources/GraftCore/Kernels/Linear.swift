@@ -234,7 +234,7 @@ package enum LinearKernels {
             let rows = try blasInt(rowCount, "rows of A", ctx)
             let threads = rowCount * n * k >= splitGemmWork ? ctx.threads : 1
             let byRows = rowCount >= 4 * threads && rowCount > n
-            let blas = { (pa: UnsafePointer<Float>, pb: UnsafePointer<Float>, pc: UnsafeMutablePointer<Float>) in
+            let blas: @Sendable (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void = { pa, pb, pc in
                 if threads == 1 {
                     product(pa, pb, pc, m: rows, n: n32, k: k32)
                 } else if byRows {
