@@ -247,7 +247,9 @@ package enum LinearKernels {
                     }
                 }
             }
-            if PackedGemm.enabled, b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
+            // One or two rows (decode) stay on OpenBLAS's GEMV: it streams a weight from memory
+            // faster than the packed 1–2-row tile (17–20 vs 13–15 GB/s measured, one thread).
+            if PackedGemm.enabled, rowCount > 2, b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
                 // Constant weight: Graft's packed GEMM, split across the session's threads. A
                 // different pointer in the weight slot at run time (a merged adapter's private
                 // copy) runs on OpenBLAS instead, so it is never computed with stale packing.
