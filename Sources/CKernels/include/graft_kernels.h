@@ -25,6 +25,10 @@ extern "C" {
 #endif
 
 /* Columns per packed panel. */
+/* Internal to libgraft: hidden, so the library exports only the API of graft.h (an ABI test
+ * checks the export list). */
+#define GRAFT_KERNEL_API __attribute__((visibility("hidden")))
+
 #define GRAFT_GEMM_NR 32
 
 /* Kernel paths. AUTO: the best the CPU supports, or the one named by the environment
@@ -37,18 +41,18 @@ enum {
 };
 
 /* 1 when `path` can run on this CPU (AUTO and PORTABLE always can). */
-int graft_gemm_path_supported(int path);
+GRAFT_KERNEL_API int graft_gemm_path_supported(int path);
 
 /* The path AUTO resolves to (never AUTO). */
-int graft_gemm_resolved_path(void);
+GRAFT_KERNEL_API int graft_gemm_resolved_path(void);
 
 /* Floats needed by the packed copy of a K × N weight: ceil(N/NR) * K * NR. */
-size_t graft_gemm_packed_count(size_t k, size_t n);
+GRAFT_KERNEL_API size_t graft_gemm_packed_count(size_t k, size_t n);
 
 /* Packs B into `packed` (graft_gemm_packed_count(k, n) floats, 64-byte aligned).
  * transposed == 0: B is [K × N] row-major (ONNX MatMul weight, [in, out]).
  * transposed != 0: B is [N × K] row-major (Gemm with transB = 1, [out, in]). */
-void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed);
+GRAFT_KERNEL_API void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed);
 
 /* C[rows, panels] = A[rows, :] · Bpacked[:, panels] (+ bias), for rows in
  * [row_begin, row_end) of M and column panels in [panel_begin, panel_end) of ceil(N/NR):
@@ -58,7 +62,7 @@ void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float
  *   bias:   [N] or NULL
  *   c:      [M × N] row-major, row stride ldc (>= N); overwritten (not accumulated)
  * k == 0 writes bias (or zeros). path: GRAFT_GEMM_* (an unsupported path runs AUTO). */
-void graft_gemm_packed(int path, size_t m, size_t n, size_t k,
+GRAFT_KERNEL_API void graft_gemm_packed(int path, size_t m, size_t n, size_t k,
                        const float *a, size_t lda, const float *packed, const float *bias,
                        float *c, size_t ldc,
                        size_t row_begin, size_t row_end, size_t panel_begin, size_t panel_end);

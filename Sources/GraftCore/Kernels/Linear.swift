@@ -102,6 +102,10 @@ package enum PackedGemm {
     }()
     package static var resolved: Path { Path(rawValue: graft_gemm_resolved_path()) ?? .portable }
 
+    /// Rows (all batch dims folded) for which a MatMul with a constant weight takes the packed
+    /// GEMM; other row counts stay on OpenBLAS (see `LinearKernels.matmul`).
+    package static let matMulRows = 3...128
+
     /// Work (M·N·K) below which one thread runs the product (a fork/join costs ~10 µs).
     static let threadingWork = 1 << 18
 
@@ -247,9 +251,11 @@ package enum LinearKernels {
                     }
                 }
             }
-            // One or two rows (decode) stay on OpenBLAS's GEMV: it streams a weight from memory
-            // faster than the packed 1–2-row tile (17–20 vs 13–15 GB/s measured, one thread).
-            if PackedGemm.enabled, rowCount > 2, b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
+            // Packed only where it measured faster (docs/ARCHITECTURE.md, "Weight GEMM"): one or two
+            // rows (decode) stay on OpenBLAS's GEMV, which streams a weight from memory faster
+            // than the packed 1–2-row tile; above 128 rows OpenBLAS's kernel (its per-call weight
+            // packing amortised over the rows) is 3–11% faster than the packed 6×16 tile.
+            if PackedGemm.enabled, PackedGemm.matMulRows.contains(rowCount), b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
                 // Constant weight: Graft's packed GEMM, split across the session's threads. A
                 // different pointer in the weight slot at run time (a merged adapter's private
                 // copy) runs on OpenBLAS instead, so it is never computed with stale packing.
