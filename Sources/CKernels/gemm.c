@@ -349,8 +349,14 @@ int graft_gemm_resolved_path(void) {
 size_t graft_gemm_packed_count(size_t k, size_t n) { return (n + NR - 1) / NR * k * NR; }
 
 void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed) {
+    graft_gemm_pack_b_panels(b, k, n, transposed, packed, 0, (n + NR - 1) / NR);
+}
+
+void graft_gemm_pack_b_panels(const float *b, size_t k, size_t n, int transposed, float *packed,
+                              size_t panel_begin, size_t panel_end) {
     size_t panels = (n + NR - 1) / NR;
-    for (size_t p = 0; p < panels; p++) {
+    if (panel_end > panels) panel_end = panels;
+    for (size_t p = panel_begin; p < panel_end; p++) {
         float *dst = packed + p * k * NR; /* [k][NR] */
         size_t j0 = p * NR, w = n - j0 < NR ? n - j0 : NR;
         if (!transposed) {

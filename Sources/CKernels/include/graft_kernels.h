@@ -54,6 +54,11 @@ GRAFT_KERNEL_API size_t graft_gemm_packed_count(size_t k, size_t n);
  * transposed != 0: B is [N × K] row-major (Gemm with transB = 1, [out, in]). */
 GRAFT_KERNEL_API void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed);
 
+/* Panels [panel_begin, panel_end) of graft_gemm_pack_b's result (disjoint ranges may be packed
+ * on different threads). */
+GRAFT_KERNEL_API void graft_gemm_pack_b_panels(const float *b, size_t k, size_t n, int transposed, float *packed,
+                                               size_t panel_begin, size_t panel_end);
+
 /* C[rows, panels] = A[rows, :] · Bpacked[:, panels] (+ bias), for rows in
  * [row_begin, row_end) of M and column panels in [panel_begin, panel_end) of ceil(N/NR):
  * the caller splits either range across threads (the written parts of C are disjoint).

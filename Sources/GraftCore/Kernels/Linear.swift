@@ -18,18 +18,25 @@ package final class PackedWeight: @unchecked Sendable {
     /// Keeps the source alive: while this object exists its address cannot be reused by another
     /// tensor, so (address, k, n, layout) identifies the source's contents.
     private let source: TensorStorage
+    /// Owns `data`: big copies get their own pre-faulted mapping (as weights copied at load do),
+    /// so packing does not take a page fault per 4 KiB.
+    private let storage: TensorStorage
 
-    /// Packs `b` (`[k, n]`, or `[n, k]` when `transposed`: Gemm's transB).
-    package init(_ b: HostTensor, k: Int, n: Int, transposed: Bool) {
+    /// Packs `b` (`[k, n]`, or `[n, k]` when `transposed`: Gemm's transB), panels split across
+    /// `threads` (packing happens in a model's first run, where it is load time).
+    package init(_ b: HostTensor, k: Int, n: Int, transposed: Bool, threads: Int = 1) {
         self.k = k
         self.n = n
         floatCount = graft_gemm_packed_count(k, n)
-        data = UnsafeMutableRawPointer.allocate(byteCount: max(floatCount, 16) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(floatCount, 16))
+        storage = TensorStorage(uninitialized: max(floatCount, 16) * 4)
+        let data = storage.base.bindMemory(to: Float.self, capacity: max(floatCount, 16))
+        self.data = data
         source = b.storage
-        graft_gemm_pack_b(b.pointer(Float.self), k, n, transposed ? 1 : 0, data)
+        let src = b.pointer(Float.self), panels = (n + 31) / 32
+        parallelFor(panels, threads: threads, minPerThread: 4) { r in
+            graft_gemm_pack_b_panels(src, k, n, transposed ? 1 : 0, data, r.lowerBound, r.upperBound)
+        }
     }
-
-    deinit { data.deallocate() }
 
     var panels: Int { (n + 31) / 32 }
 }
@@ -42,12 +49,12 @@ package enum PackedWeightCache {
     final class WeakBox: @unchecked Sendable { weak var value: PackedWeight? }
     private static let table = Mutex<[Key: WeakBox]>([:])
 
-    package static func packed(_ b: HostTensor, k: Int, n: Int, transposed: Bool) -> PackedWeight {
+    package static func packed(_ b: HostTensor, k: Int, n: Int, transposed: Bool, threads: Int = 1) -> PackedWeight {
         let key = Key(address: UInt(bitPattern: b.raw), k: k, n: n, transposed: transposed)
         return table.withLock { t in
             if let p = t[key]?.value { return p }
             t = t.filter { $0.value.value != nil }
-            let p = PackedWeight(b, k: k, n: n, transposed: transposed)
+            let p = PackedWeight(b, k: k, n: n, transposed: transposed, threads: threads)
             let box = WeakBox()
             box.value = p
             t[key] = box
@@ -77,10 +84,10 @@ final class LazyPackedWeight: @unchecked Sendable {
         address = UnsafeRawPointer(tensor.raw)
     }
 
-    func get() -> PackedWeight {
+    func get(threads: Int) -> PackedWeight {
         state.withLock { s in
             if let p = s { return p }
-            let p = PackedWeightCache.packed(tensor, k: k, n: n, transposed: transposed)
+            let p = PackedWeightCache.packed(tensor, k: k, n: n, transposed: transposed, threads: threads)
             s = p
             return p
         }
@@ -267,7 +274,7 @@ package enum LinearKernels {
                         blas(io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self))
                         return
                     }
-                    PackedGemm.run(packed.get(), a: io.input(0, Float.self), lda: k, bias: nil,
+                    PackedGemm.run(packed.get(threads: threads), a: io.input(0, Float.self), lda: k, bias: nil,
                                    c: io.output(0, Float.self), ldc: n, m: rowCount, threads: threads)
                 }
             }
@@ -365,7 +372,7 @@ package enum LinearKernels {
                                 useC ? 1 : 0, y, n32)
                     return
                 }
-                PackedGemm.run(packed.get(), a: io.input(0, Float.self), lda: k, bias: bias, c: y, ldc: n, m: m, threads: threads)
+                PackedGemm.run(packed.get(threads: threads), a: io.input(0, Float.self), lda: k, bias: bias, c: y, ldc: n, m: m, threads: threads)
             }
         }
         return CompiledKernel(outputs: [out]) { [cRowStride, cColStride] io in
