@@ -52,6 +52,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Seed for the synthetic inputs.")
     var seed: UInt64 = 1234
 
+    @Flag(help: "Also time every step of the timed runs and print the time per operator type (adds two clock reads per step).")
+    var profile = false
+
     func validate() throws {
         guard iterations >= 1 else { throw ValidationError("--iterations must be at least 1") }
         guard warmup >= 0 else { throw ValidationError("--warmup must not be negative") }
@@ -92,6 +95,8 @@ struct Bench: ParsableCommand {
 
             for _ in 1..<max(warmup, 1) { _ = try session.run(inputs) }
 
+            let stepProfile = profile ? StepProfile() : nil
+            session.profile = stepProfile
             let tty = isatty(1) != 0
             var samples: [Double] = []
             samples.reserveCapacity(iterations)
@@ -111,8 +116,27 @@ struct Bench: ParsableCommand {
             let sorted = samples.sorted()
             print("latency   min \(fmt(sorted[0])) ms  median \(fmt(median(sorted))) ms  p90 \(fmt(percentile(sorted, 0.9))) ms  max \(fmt(sorted.last!)) ms")
             print("load      model \(fmt(loadMs)) ms  session + first run \(fmt(firstRunMs)) ms  (load to first result \(fmt(loadMs + firstRunMs)) ms)")
+            if let stepProfile { printProfile(stepProfile) }
             return ()
         }
+    }
+
+    /// Time per operator type over the timed runs, longest first: steps of that type per run,
+    /// mean ms per run, share of the summed step time.
+    private func printProfile(_ p: StepProfile) {
+        let entries = p.entries
+        let total = entries.reduce(0) { $0 + $1.seconds }
+        guard p.runs > 0, total > 0 else { return }
+        print("profile   per operator type, mean over \(p.runs) runs (step wall time, adapters included)")
+        let width = max(8, entries.map(\.opType.count).max() ?? 8)
+        print("  " + "operator".padding(width) + "steps".padded(left: 7) + "ms/run".padded(left: 9) + "share".padded(left: 8))
+        for e in entries {
+            let ms = e.seconds * 1000 / Double(p.runs)
+            let tenths = Int((e.seconds / total * 1000).rounded())
+            let share = "\(tenths / 10).\(tenths % 10)%"
+            print("  " + e.opType.padding(width) + String(e.steps).padded(left: 7) + fmt(ms).padded(left: 9) + share.padded(left: 8))
+        }
+        print("  " + "total".padding(width) + "".padded(left: 7) + fmt(total * 1000 / Double(p.runs)).padded(left: 9))
     }
 
     /// Synthetic inputs from the declared shapes (see `discussion`).

@@ -41,3 +41,10 @@ func preview(_ t: HostTensor, limit: Int = 6) -> String {
 }
 
 func fileExists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+extension String {
+    /// Left-aligned in `n` columns (never cut).
+    func padding(_ n: Int) -> String { count >= n ? self : self + String(repeating: " ", count: n - count) }
+    /// Right-aligned in `n` columns (never cut).
+    func padded(left n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
+}

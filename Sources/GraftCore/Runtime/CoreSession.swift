@@ -22,6 +22,8 @@ package final class CoreSession {
     let request: SessionAdapters
     /// Whether the last run's generated weights were merged (nil: it generated none).
     package internal(set) var lastRunMergedGenerated: Bool?
+    /// When set, runs add each step's wall time to it, by operator type (`graft bench --profile`).
+    package var profile: StepProfile?
 
     /// Refuses a thread count outside 1...256 (also used when the C API's options are set).
     package static func checkThreads(_ threads: Int) throws {
@@ -157,34 +159,42 @@ package final class CoreSession {
             }
         }
         let sites = model.sites
-        try withExtendedLifetime((inputs, outputs)) {
-            for step in plan.steps {
-                guard let active else {
-                    try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
-                    continue
-                }
-                // A block mixture covering every row computes the block's activation and Mul itself.
-                if step.blockOf >= 0 && active.blockMixtures.skips(block: Int(step.blockOf)) { continue }
-                var blockInput: UnsafeMutableRawPointer?
-                if step.linearOf >= 0 {
-                    blockInput = try active.mixBlockInput(downSite: Int(step.linearOf), plan: plan, slots: slots, sites: sites, batch: batch,
-                                                            threads: threads)
-                }
-                var restore: UnsafeMutableRawPointer?
-                if step.linearOf >= 0, let s = plan.siteSlots[Int(step.linearOf)] {
-                    restore = try active.scaleInput(site: Int(step.linearOf), slots: slots, at: s,
-                                                    inFeatures: sites[Int(step.linearOf)].inFeatures, batch: batch)
-                }
+        /// One step, with the adapters' work around it.
+        func runStep(_ step: Plan.Step) throws {
+            guard let active else {
                 try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
-                if let restore, let s = plan.siteSlots[Int(step.linearOf)] { slots[Int(s.x)] = restore }
-                if step.outputOf >= 0, let s = plan.siteSlots[Int(step.outputOf)] {
-                    let site = sites[Int(step.outputOf)]
-                    try active.apply(site: site.index, slots: slots, at: s, inFeatures: site.inFeatures, outFeatures: site.outFeatures, batch: batch)
-                }
-                if let blockInput, let s = plan.siteSlots[Int(step.linearOf)] {
-                    active.finishBlock(downSite: Int(step.linearOf), slots: slots, at: s, outFeatures: sites[Int(step.linearOf)].outFeatures)
-                    slots[Int(s.x)] = blockInput
-                }
+                return
+            }
+            // A block mixture covering every row computes the block's activation and Mul itself.
+            if step.blockOf >= 0 && active.blockMixtures.skips(block: Int(step.blockOf)) { return }
+            var blockInput: UnsafeMutableRawPointer?
+            if step.linearOf >= 0 {
+                blockInput = try active.mixBlockInput(downSite: Int(step.linearOf), plan: plan, slots: slots, sites: sites, batch: batch,
+                                                        threads: threads)
+            }
+            var restore: UnsafeMutableRawPointer?
+            if step.linearOf >= 0, let s = plan.siteSlots[Int(step.linearOf)] {
+                restore = try active.scaleInput(site: Int(step.linearOf), slots: slots, at: s,
+                                                inFeatures: sites[Int(step.linearOf)].inFeatures, batch: batch)
+            }
+            try step.kernel.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: step.outputSlots))
+            if let restore, let s = plan.siteSlots[Int(step.linearOf)] { slots[Int(s.x)] = restore }
+            if step.outputOf >= 0, let s = plan.siteSlots[Int(step.outputOf)] {
+                let site = sites[Int(step.outputOf)]
+                try active.apply(site: site.index, slots: slots, at: s, inFeatures: site.inFeatures, outFeatures: site.outFeatures, batch: batch)
+            }
+            if let blockInput, let s = plan.siteSlots[Int(step.linearOf)] {
+                active.finishBlock(downSite: Int(step.linearOf), slots: slots, at: s, outFeatures: sites[Int(step.linearOf)].outFeatures)
+                slots[Int(s.x)] = blockInput
+            }
+        }
+        try withExtendedLifetime((inputs, outputs)) {
+            profile?.beginRun()
+            for step in plan.steps {
+                guard let profile else { try runStep(step); continue }
+                let t0 = StepProfile.now()
+                try runStep(step)
+                profile.add(step.opType, nanoseconds: StepProfile.now() &- t0)
             }
             for (k, copySlot) in plan.outputCopySlots.enumerated() {
                 if let s = copySlot {

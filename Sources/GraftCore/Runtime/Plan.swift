@@ -13,6 +13,8 @@ package final class Plan: @unchecked Sendable {
     struct Step {
         let kernel: CompiledKernel
         let label: String
+        /// The node's operator type (per-operator timing, `StepProfile`).
+        let opType: String
         let inputSlots: UnsafeMutablePointer<Int32>
         let outputSlots: UnsafeMutablePointer<Int32>
         /// Site whose linear product this step computes (input scaling and merged weights
@@ -216,7 +218,7 @@ package final class Plan: @unchecked Sendable {
                 if !name.isEmpty { slotOf[name] = sources.count - 1 }
                 outs[j] = Int32(sources.count - 1)
             }
-            steps.append(Step(kernel: p.kernel, label: p.node.label, inputSlots: ins, outputSlots: outs))
+            steps.append(Step(kernel: p.kernel, label: p.node.label, opType: p.node.opType, inputSlots: ins, outputSlots: outs))
             for (site, j) in linearStepOfSite where j == i { steps[i].linearOf = Int32(site) }
             for (site, f) in outputStepOfSite where f.step == i { steps[i].outputOf = Int32(site) }
             if let o = p.node.outputs.first, let b = blockOfValue[o] { steps[i].blockOf = Int32(b) }
