@@ -27,15 +27,18 @@ package final class CoreModel: Sendable {
     }
 
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).
-    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:], limits: Limits = .defaults) throws {
+    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:], limits: Limits = .defaults,
+                             fuse: Bool = Fusion.enabledByEnvironment) throws {
         try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil, limits: limits.validated()),
-                      source: "<memory>", siteMap: siteMap)
+                      source: "<memory>", siteMap: siteMap, fuse: fuse)
     }
 
     /// The caps the model was loaded with.
     package var limits: Limits { graph.limits }
 
-    package init(graph imported: Graph, source: String, siteMap: [String: String] = [:]) throws {
+    /// `fuse`: run the fusion pass (`Passes/Fusion.swift`); off with `GRAFT_FUSE=0`.
+    package init(graph imported: Graph, source: String, siteMap: [String: String] = [:],
+                 fuse: Bool = Fusion.enabledByEnvironment) throws {
         CoreModel.configureBLAS
         var g = try GraphValidation.validateAndSort(imported)
         g = DeadNodeElimination.run(g)
@@ -46,11 +49,14 @@ package final class CoreModel: Sendable {
         try g.limits.check(.weightBytes, g.initializers.values.reduce(0) { $0 + $1.byteCount }, "\(source): the weights after constant folding", verb: "need")
         let shapes = SymbolicShapes.infer(g)
         if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
-        graph = g
         symbolicShapes = shapes
         sites = try SiteDiscovery.discover(g, siteMap: siteMap)
         siteNames = SiteNameTable(sites)
         blocks = BlockDiscovery.discover(g, sites: sites)
+        // Fusions run last, on what sites and blocks were found in: they never absorb a site's
+        // nodes or a block's, so both still describe the fused graph.
+        if fuse { g = Fusion.run(g, shapes: shapes, sites: sites, blocks: blocks) }
+        graph = g
         self.source = source
     }
 
