@@ -53,6 +53,7 @@ package enum Fusion {
     /// add + norm matcher reads the norm nodes the RMS matcher wrote).
     static let stages: [@Sendable (inout FusionContext) -> Void] = [
         FusionGelu.match,
+        FusionSoftmax.match,
     ]
 }
 

@@ -21,9 +21,9 @@ package final class CoreModel: Sendable {
     /// names Graft resolves itself. `limits`: the caps this model, its sessions and the
     /// adapters loaded for it obey (validated: each at least 1).
     package convenience init(path: String, externalData: Bool = true, siteMap: [String: String] = [:],
-                             limits: Limits = .defaults) throws {
+                             limits: Limits = .defaults, fuse: Bool = Fusion.enabledByEnvironment) throws {
         try self.init(graph: ONNXImporter.load(path: path, externalData: externalData, limits: limits.validated()),
-                      source: path, siteMap: siteMap)
+                      source: path, siteMap: siteMap, fuse: fuse)
     }
 
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).

@@ -1,0 +1,63 @@
+/* fused.c: row kernels for the nodes GraftCore's fusion pass writes (vmath.h, "Fused rows").
+ *
+ * Each keeps the arithmetic of the ONNX chain it replaces, operation by operation in the same
+ * order (one statement per operation, so the compiler does not contract them into an FMA): the
+ * fused result is the unfused one without the intermediate tensors and their extra passes. */
+#include "vmath.h"
+
+/* Separate roundings, as the unfused nodes: no multiply-add contraction in this file. */
+#pragma STDC FP_CONTRACT OFF
+
+#if defined(__x86_64__) && (defined(__clang__) || defined(__GNUC__))
+#define GRAFT_HAVE_AVX2 1
+#else
+#define GRAFT_HAVE_AVX2 0
+#endif
+
+/* v = x·s + m or (x + m)·s (or x / s ...), written to y. The loops are plain C; the AVX2 copy
+ * below is the same source compiled for AVX2 so that it is vectorised 8 wide. */
+#define SCALED_PREPASS_BODY                                                              \
+    do {                                                                                 \
+        const int first = flags & VMATH_SOFTMAX_MASK_FIRST;                              \
+        const int divide = flags & VMATH_SOFTMAX_DIVIDE;                                 \
+        if (!mask) {                                                                     \
+            if (divide) for (size_t j = 0; j < n; j++) y[j] = x[j] / scale;              \
+            else for (size_t j = 0; j < n; j++) y[j] = x[j] * scale;                     \
+        } else if (mask_stride == 1 && !first) {                                         \
+            if (divide) for (size_t j = 0; j < n; j++) { float t = x[j] / scale; y[j] = t + mask[j]; } \
+            else for (size_t j = 0; j < n; j++) { float t = x[j] * scale; y[j] = t + mask[j]; }        \
+        } else if (mask_stride == 1) {                                                   \
+            if (divide) for (size_t j = 0; j < n; j++) { float t = x[j] + mask[j]; y[j] = t / scale; } \
+            else for (size_t j = 0; j < n; j++) { float t = x[j] + mask[j]; y[j] = t * scale; }        \
+        } else {                                                                         \
+            for (size_t j = 0; j < n; j++) {                                             \
+                const float m = mask[(ptrdiff_t)j * mask_stride];                        \
+                float t;                                                                 \
+                if (first) { t = x[j] + m; y[j] = divide ? t / scale : t * scale; }      \
+                else { t = divide ? x[j] / scale : x[j] * scale; y[j] = t + m; }         \
+            }                                                                            \
+        }                                                                                \
+    } while (0)
+
+static void prepass_portable(const float *x, const float *mask, ptrdiff_t mask_stride, float scale, int flags,
+                             float *y, size_t n) {
+    SCALED_PREPASS_BODY;
+}
+
+#if GRAFT_HAVE_AVX2
+__attribute__((target("avx2,fma")))
+static void prepass_avx2(const float *x, const float *mask, ptrdiff_t mask_stride, float scale, int flags,
+                         float *y, size_t n) {
+    SCALED_PREPASS_BODY;
+}
+#endif
+
+void vmath_softmax_scaled_row(const float *x, const float *mask, ptrdiff_t mask_stride, float scale, int flags,
+                              float *y, size_t n) {
+#if GRAFT_HAVE_AVX2
+    if (vmath_path() == GRAFT_VMATH_AVX2) prepass_avx2(x, mask, mask_stride, scale, flags, y, n);
+    else
+#endif
+        prepass_portable(x, mask, mask_stride, scale, flags, y, n);
+    vmath_softmax_row(y, y, n);
+}
