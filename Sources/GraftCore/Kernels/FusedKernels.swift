@@ -7,7 +7,54 @@ package enum FusedKernels {
         // x [any shape] → 0.5·x·(1 + erf(x/√2)) [same shape]: the Gelu kernel (vmath_gelu_erf).
         ("graft:FusedGelu", { try ElementwiseKernels.unaryFloat($0, .gelu) }),
         ("graft:FusedScaledSoftmax", scaledSoftmax),
+        // x [..., n], scale [n] → x · 1/√(mean(x²) + ε) · scale [x's shape]: the RMS
+        // normalisation kernel (attribute epsilon; the normalised axis is the last).
+        ("graft:FusedRMSNorm", { try NormalizationKernels.norm($0, rms: true) }),
+        ("graft:FusedAddNorm", addNorm),
     ]
+
+    /// Residual add + normalisation in one pass per row:
+    ///     S = A + B;  Y = LayerNormalization(S, scale, bias)   (rms = 0)
+    ///                 Y = S · 1/√(mean(S²) + ε) · scale          (rms = 1)
+    /// over the trailing dims from `axis` (attributes axis, epsilon, rms).
+    /// A, B: float32 of one shape [rows, n] (as the dims before / from axis); scale, bias: [n]
+    /// or one value; outputs Y [A's shape] and, when the graph reads the sum elsewhere, S
+    /// [A's shape] (output 1).
+    static func addNorm(_ ctx: KernelContext) throws -> CompiledKernel {
+        let a = try ctx.require(0, [.float32])
+        let b = try ctx.require(1, [.float32])
+        guard a.shape == b.shape else {
+            throw ctx.fail(.unsupported, "the residual add's inputs have shapes \(a.shape) and \(b.shape); the fused kernel needs one shape")
+        }
+        let rank = a.shape.count
+        guard rank > 0 else { throw ctx.fail(.invalidModel, "input must have rank at least 1") }
+        let rms = ctx.node.int("rms", default: 0) != 0
+        let axis = try Shape.axis(ctx.node.int("axis", default: -1), rank: rank, op: ctx.node.label)
+        let block = Array(a.shape.suffix(from: axis))
+        let n = Shape.product(block), rows = Shape.product(Array(a.shape.prefix(axis)))
+        let scaleStride = try NormalizationKernels.parameterStride(ctx, 2, "Scale", block: block)
+        let hasBias = !rms && ctx.has(3)
+        let biasStride = hasBias ? try NormalizationKernels.parameterStride(ctx, 3, "B", block: block) : 0
+        let row = NormalizationKernels.RowNorm(n: n, rms: rms, epsilon: ctx.node.float("epsilon", default: 1e-5),
+                                               scaleStride: scaleStride, hasBias: hasBias, biasStride: biasStride)
+        let keepSum = ctx.node.outputs.count > 1 && !ctx.node.outputs[1].isEmpty
+        let threads = ctx.threads
+        return CompiledKernel(outputs: keepSum ? [a, a] : [a]) { io in
+            let pa = io.input(0, Float.self), pb = io.input(1, Float.self), ps = io.input(2, Float.self)
+            let pbias: UnsafePointer<Float> = hasBias ? io.input(3, Float.self) : ps
+            let py = io.output(0, Float.self)
+            // The sum goes to its own output when kept, else into Y's row, normalised in place.
+            let sum = keepSum ? io.output(1, Float.self) : py
+            guard n > 0 else { return }
+            parallelFor(rows, threads: threads, minPerThread: max(1, NormalizationKernels.grain / n)) { range in
+                for r in range {
+                    let o = r * n
+                    vmath_arith_row(Int32(VMATH_ARITH_ADD), pa + o, 1, pb + o, 1, sum + o, n)
+                    _ = row.run(sum + o, py + o, ps, pbias)
+                }
+            }
+        }
+    }
 
     /// Attention probabilities from raw scores in one pass per row:
     ///     Y = Softmax(S·scale + M)   or   Softmax((S + M)·scale)   (mask_first = 1)

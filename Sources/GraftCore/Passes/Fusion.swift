@@ -54,6 +54,8 @@ package enum Fusion {
     static let stages: [@Sendable (inout FusionContext) -> Void] = [
         FusionGelu.match,
         FusionSoftmax.match,
+        FusionNorm.matchRMS,
+        FusionNorm.matchAddNorm,
     ]
 }
 
@@ -67,8 +69,8 @@ struct FusionContext {
     /// Value → indices of the nodes reading it (each node once).
     private(set) var readers: [String: [Int]] = [:]
     let graphOutputs: Set<String>
-    /// Nodes no chain may absorb: sites' products, Adds reading a site output (bias), nodes of
-    /// MLP blocks.
+    /// Nodes no chain may absorb: sites' products, Adds of a site output and a constant (bias),
+    /// nodes of MLP blocks.
     private(set) var pinned = Set<Int>()
     /// Chosen rewrites: the nodes a fused node replaces, and the fused node.
     private(set) var rewrites: [(nodes: [Int], fused: Node)] = []
@@ -82,9 +84,21 @@ struct FusionContext {
             for o in n.outputs where !o.isEmpty { producer[o] = i }
             for v in Set(n.inputs) where !v.isEmpty { readers[v, default: []].append(i) }
         }
+        // Run-time values: graph inputs and what is computed from them, except through Shape /
+        // Size (whose outputs, and what is computed from those alone, the planner folds).
+        var runtime = Set(graph.inputs.map(\.name))
+        for n in graph.nodes where n.opType != "Shape" && n.opType != "Size" && n.inputs.contains(where: runtime.contains) {
+            for o in n.outputs where !o.isEmpty { runtime.insert(o) }
+        }
         for s in sites {
             if let p = producer[s.output] { pinned.insert(p) }
-            for r in readers[s.output] ?? [] where graph.nodes[r].opType == "Add" { pinned.insert(r) }
+            // An Add of the site's output and a constant may be its bias, which the planner
+            // treats as the end of the site (adapter terms and output scales apply after it).
+            // A residual Add (both operands computed at run time) is not.
+            for r in readers[s.output] ?? [] where graph.nodes[r].opType == "Add"
+                && !graph.nodes[r].inputs.allSatisfy({ $0 == s.output || runtime.contains($0) }) {
+                pinned.insert(r)
+            }
         }
         for b in blocks {
             for v in b.internalValues { if let p = producer[v] { pinned.insert(p) } }
