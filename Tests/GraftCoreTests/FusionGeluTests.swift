@@ -114,4 +114,61 @@ import Testing
         let pair = try FusionPair(m)
         #expect(pair.count("FusedGelu") == 0)
     }
+    // MARK: - tanh approximation
+
+    /// gelu(approximate='tanh') as TorchScript (x·(x·x), constants first) and dynamo (Pow(x, 3),
+    /// constants second) write it; `c` is the cubic coefficient (0.044715).
+    static func tanhModel(dynamo: Bool, c: Float = 0.044715) -> OnnxModel {
+        let nodes: [OnnxNode] = dynamo ? [
+            OnnxNode(op: "Pow", inputs: ["x", "c_three"], outputs: ["x3"]),
+            OnnxNode(op: "Mul", inputs: ["x3", "c_cube"], outputs: ["w"]),
+            OnnxNode(op: "Add", inputs: ["x", "w"], outputs: ["v"]),
+            OnnxNode(op: "Mul", inputs: ["v", "c_k"], outputs: ["u"]),
+            OnnxNode(op: "Tanh", inputs: ["u"], outputs: ["t"]),
+            OnnxNode(op: "Add", inputs: ["t", "c_one"], outputs: ["a"]),
+            OnnxNode(op: "Mul", inputs: ["a", "c_half"], outputs: ["h"]),
+            OnnxNode(op: "Mul", inputs: ["x", "h"], outputs: ["y"]),
+        ] : [
+            OnnxNode(op: "Mul", inputs: ["x", "x"], outputs: ["x2"]),
+            OnnxNode(op: "Mul", inputs: ["x", "x2"], outputs: ["x3"]),
+            OnnxNode(op: "Mul", inputs: ["c_cube", "x3"], outputs: ["w"]),
+            OnnxNode(op: "Add", inputs: ["x", "w"], outputs: ["v"]),
+            OnnxNode(op: "Mul", inputs: ["c_k", "v"], outputs: ["u"]),
+            OnnxNode(op: "Tanh", inputs: ["u"], outputs: ["t"]),
+            OnnxNode(op: "Add", inputs: ["c_one", "t"], outputs: ["a"]),
+            OnnxNode(op: "Mul", inputs: ["x", "a"], outputs: ["m"]),
+            OnnxNode(op: "Mul", inputs: ["c_half", "m"], outputs: ["y"]),
+        ]
+        var m = model(nodes)
+        m.initializers += [.floats("c_three", [3], []), .floats("c_cube", [c], []), .floats("c_k", [0.7978846], [])]
+        return m
+    }
+
+    @Test(arguments: [false, true])
+    func tanhSpellingsFuseAndMatch(dynamo: Bool) throws {
+        let m = Self.tanhModel(dynamo: dynamo)
+        let pair = try FusionPair(m)
+        #expect(pair.count("FusedGelu") == 1)
+        #expect(pair.fused.graph.nodes.count == 1)
+        #expect(pair.fused.graph.nodes.first?.string("approximate") == "tanh")
+        var rng = TestRandom(seed: dynamo ? 21 : 22)
+        for shape in Self.shapes {
+            let inputs = ["x": rng.tensor(shape, -6, 6)]
+            let steps = try pair.steps(inputs)
+            #expect(steps.plain - steps.fused == m.nodes.count - 1)
+            // tanhf of one argument vs the chain's separately rounded polynomial: ulps of |x| ≤ 6.
+            for threads in [1, 2] {
+                let d = try pair.maxDiff(inputs, threads: threads)
+                #expect(d <= 1e-5, "tanh \(dynamo ? "dynamo" : "torchscript") \(shape): max |Δ| \(d)")
+            }
+        }
+    }
+
+    @Test func tanhWrongCoefficientStaysUnfused() throws {
+        let pair = try FusionPair(Self.tanhModel(dynamo: true, c: 0.05))
+        #expect(pair.count("FusedGelu") == 0)
+        #expect(pair.removed == 0)
+        var rng = TestRandom(seed: 23)
+        #expect(try pair.maxDiff(["x": rng.tensor([2, 3, 7])]) == 0)
+    }
 }

@@ -4,7 +4,8 @@ import CMath
 /// computes what its chain of ONNX nodes computed, in one pass over memory and one step.
 package enum FusedKernels {
     package static let entries: [(String, KernelFactory)] = [
-        // x [any shape] → 0.5·x·(1 + erf(x/√2)) [same shape]: the Gelu kernel (vmath_gelu_erf).
+        // x [any shape] → 0.5·x·(1 + erf(x/√2)) [same shape]: the Gelu kernel (vmath_gelu_erf);
+        // with approximate = "tanh", 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
         ("graft:FusedGelu", { try ElementwiseKernels.unaryFloat($0, .gelu) }),
         ("graft:FusedScaledSoftmax", scaledSoftmax),
         // x [..., n], scale [n] → x · 1/√(mean(x²) + ε) · scale [x's shape]: the RMS
