@@ -52,12 +52,24 @@ static void prepass_avx2(const float *x, const float *mask, ptrdiff_t mask_strid
 }
 #endif
 
+int vmath_softmax_scaled_row_on(int path, const float *x, const float *mask, ptrdiff_t mask_stride, float scale,
+                                int flags, float *y, size_t n) {
+    if (path == GRAFT_VMATH_AVX2) {
+#if GRAFT_HAVE_AVX2
+        if (vmath_run(GRAFT_VMATH_OP_SOFTMAX_ROW, path, y, y, 0) != 0) return -1; /* AVX2 unavailable */
+        prepass_avx2(x, mask, mask_stride, scale, flags, y, n);
+#else
+        return -1;
+#endif
+    } else if (path == GRAFT_VMATH_SCALAR) {
+        prepass_portable(x, mask, mask_stride, scale, flags, y, n);
+    } else {
+        return -1;
+    }
+    return vmath_run(GRAFT_VMATH_OP_SOFTMAX_ROW, path, y, y, n);
+}
+
 void vmath_softmax_scaled_row(const float *x, const float *mask, ptrdiff_t mask_stride, float scale, int flags,
                               float *y, size_t n) {
-#if GRAFT_HAVE_AVX2
-    if (vmath_path() == GRAFT_VMATH_AVX2) prepass_avx2(x, mask, mask_stride, scale, flags, y, n);
-    else
-#endif
-        prepass_portable(x, mask, mask_stride, scale, flags, y, n);
-    vmath_softmax_row(y, y, n);
+    (void)vmath_softmax_scaled_row_on(vmath_path(), x, mask, mask_stride, scale, flags, y, n);
 }

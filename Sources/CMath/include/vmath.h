@@ -50,6 +50,10 @@ void vmath_arith_row(int op, const float *a, ptrdiff_t sa, const float *b, ptrdi
 enum { VMATH_SOFTMAX_MASK_FIRST = 1, VMATH_SOFTMAX_DIVIDE = 2 };
 void vmath_softmax_scaled_row(const float *x, const float *mask, ptrdiff_t mask_stride, float scale, int flags,
                               float *y, size_t n);
+/* The same on an explicit path (GRAFT_VMATH_SCALAR / _AVX2), for tests: 0, or -1 when the path
+ * is not available on this CPU. */
+int vmath_softmax_scaled_row_on(int path, const float *x, const float *mask, ptrdiff_t mask_stride, float scale,
+                                int flags, float *y, size_t n);
 
 /* Which path the functions above use: GRAFT_VMATH_SCALAR or GRAFT_VMATH_AVX2. */
 enum { GRAFT_VMATH_SCALAR = 0, GRAFT_VMATH_AVX2 = 1 };
