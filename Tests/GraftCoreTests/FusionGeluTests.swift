@@ -171,4 +171,35 @@ import Testing
         var rng = TestRandom(seed: 23)
         #expect(try pair.maxDiff(["x": rng.tensor([2, 3, 7])]) == 0)
     }
+    // MARK: - MLP blocks
+
+    /// A GELU inside a gated MLP block (`down(gelu(gate(x)) ⊙ up(x))`, as Gemma's) stays unfused:
+    /// block mixtures skip the block's activation steps. The same GELU between two plain linear
+    /// layers (`fc2(gelu(fc1(x)))`, no block) is fused. Sites and blocks are found as without fusion.
+    @Test(arguments: [true, false])
+    func geluInsideAnMLPBlockStaysUnfused(gated: Bool) throws {
+        var rng = TestRandom(seed: 31)
+        let w = { (name: String) in OnnxTensor.floats(name, rng.floats(49, -0.5, 0.5), [7, 7]) }
+        // The GELU chain of onePlusErf(0) + outer(0) reads x and writes y; rename to gate → act.
+        let rename = ["x": "g", "y": "act", "t": "t", "e": "e", "a": "a", "m": "m"]
+        let chain = (Self.onePlusErf(0) + Self.outer(0)).map { n in
+            OnnxNode(op: n.op, inputs: n.inputs.map { rename[$0] ?? $0 }, outputs: n.outputs.map { rename[$0] ?? $0 })
+        }
+        var nodes = [OnnxNode(op: "MatMul", inputs: ["x", "Wg"], outputs: ["g"], name: "gate_proj")] + chain
+        if gated {
+            nodes += [OnnxNode(op: "MatMul", inputs: ["x", "Wu"], outputs: ["u"], name: "up_proj"),
+                      OnnxNode(op: "Mul", inputs: ["act", "u"], outputs: ["h"]),
+                      OnnxNode(op: "MatMul", inputs: ["h", "Wd"], outputs: ["y"], name: "down_proj")]
+        } else {
+            nodes += [OnnxNode(op: "MatMul", inputs: ["act", "Wd"], outputs: ["y"], name: "down_proj")]
+        }
+        var m = Self.model(nodes)
+        m.initializers += [w("Wg"), w("Wu"), w("Wd")]
+        let pair = try FusionPair(m)
+        #expect(pair.plain.blocks.count == (gated ? 1 : 0))
+        #expect(pair.fused.blocks == pair.plain.blocks)
+        #expect(pair.fused.sites == pair.plain.sites)
+        #expect(pair.count("FusedGelu") == (gated ? 0 : 1))
+        #expect(try pair.maxDiff(["x": rng.tensor([2, 5, 7])]) <= 1e-5)
+    }
 }
