@@ -165,4 +165,51 @@ import Testing
         #expect(r.fused.sites.count == 1 && r.fused.sites == r.plain.sites)
         try Self.check(r, ["x", "r"], removed: 1, seed: 14)
     }
+    // MARK: - Decomposed LayerNorm
+
+    /// LayerNorm of `x` as TorchScript writes it below opset 17 (ReduceMean axes attribute).
+    static func decomposedLN(x: String = "x", bias: Bool = true) -> [OnnxNode] {
+        [OnnxNode(op: "ReduceMean", inputs: [x], outputs: ["mu"], attrs: [.ints("axes", [-1])]),
+         OnnxNode(op: "Sub", inputs: [x, "mu"], outputs: ["d"]),
+         OnnxNode(op: "Pow", inputs: ["d", "two"], outputs: ["d2"]),
+         OnnxNode(op: "ReduceMean", inputs: ["d2"], outputs: ["var"], attrs: [.ints("axes", [-1])]),
+         OnnxNode(op: "Add", inputs: ["var", "eps"], outputs: ["ve"]),
+         OnnxNode(op: "Sqrt", inputs: ["ve"], outputs: ["sd"]),
+         OnnxNode(op: "Div", inputs: ["d", "sd"], outputs: ["nx"]),
+         OnnxNode(op: "Mul", inputs: ["nx", "w"], outputs: [bias ? "sx" : "y"])]
+        + (bias ? [OnnxNode(op: "Add", inputs: ["sx", "ln_b"], outputs: ["y"])] : [])
+    }
+
+    @Test(arguments: [true, false])
+    func decomposedLayerNormFuses(bias: Bool) throws {
+        let nodes = Self.decomposedLN(bias: bias)
+        let pair = try FusionPair(Self.model(nodes, opset: 14))
+        #expect(pair.count("FusedLayerNorm") == 1)
+        #expect(pair.fused.graph.nodes.count == 1)
+        try Self.check(pair, ["x"], removed: nodes.count - 1, seed: bias ? 15 : 16)
+    }
+
+    /// Residual add before it (what TorchScript writes for BERT below opset 17) → FusedAddNorm.
+    @Test func addDecomposedLayerNormFuses() throws {
+        let nodes = [OnnxNode(op: "Add", inputs: ["x", "r"], outputs: ["h"])] + Self.decomposedLN(x: "h")
+        let pair = try FusionPair(Self.model(nodes, inputs: ["x", "r"], opset: 14))
+        #expect(pair.count("FusedAddNorm") == 1)
+        #expect(pair.fused.graph.nodes.count == 1)
+        try Self.check(pair, ["x", "r"], removed: nodes.count - 1, seed: 17)
+    }
+
+    /// The centred value also read outside, or the mean over another axis: no LayerNorm. (The
+    /// tail `w · d / √(mean(d²) + ε)` is still an RMS norm of d and fuses as one, correctly.)
+    @Test func decomposedLayerNormNegatives() throws {
+        let shared = try FusionPair(Self.model(Self.decomposedLN(), outputs: ["y", "d"], opset: 14))
+        #expect(shared.count("FusedLayerNorm") == 0)
+        #expect(shared.count("FusedRMSNorm") == 1)
+        #expect(try shared.maxDiff(Self.inputs(["x"], 2, 3, seed: 18)) <= 1e-5)
+        var axis = Self.decomposedLN()
+        axis[0] = OnnxNode(op: "ReduceMean", inputs: ["x"], outputs: ["mu"], attrs: [.ints("axes", [1])])
+        let other = try FusionPair(Self.model(axis, opset: 14))
+        #expect(other.count("FusedLayerNorm") == 0)
+        #expect(other.count("FusedRMSNorm") == 1)
+        #expect(try other.maxDiff(Self.inputs(["x"], 2, 3, seed: 19)) <= 1e-5)
+    }
 }

@@ -11,6 +11,9 @@ package enum FusedKernels {
         // x [..., n], scale [n] → x · 1/√(mean(x²) + ε) · scale [x's shape]: the RMS
         // normalisation kernel (attribute epsilon; the normalised axis is the last).
         ("graft:FusedRMSNorm", { try NormalizationKernels.norm($0, rms: true) }),
+        // x [..., n], scale [n], bias [n] (optional) → LayerNormalization over the last axis
+        // (attribute epsilon): the LayerNormalization kernel.
+        ("graft:FusedLayerNorm", { try NormalizationKernels.norm($0, rms: false) }),
         ("graft:FusedAddNorm", addNorm),
     ]
 

@@ -54,6 +54,7 @@ package enum Fusion {
     static let stages: [@Sendable (inout FusionContext) -> Void] = [
         FusionGelu.match,
         FusionSoftmax.match,
+        FusionNorm.matchLayerNorm,   // before RMS: its tail is an RMS norm of the centred value
         FusionNorm.matchRMS,
         FusionNorm.matchAddNorm,
     ]

@@ -6,7 +6,9 @@
 /// (the Cast is to float, the type the Mul already has). Also `Div(x, Sqrt(...))` and `Mul(x, x)`
 /// for the square. → `graft:FusedRMSNorm(x, w)` with `epsilon`.
 ///
-/// Residual add + norm: `LayerNormalization(Add(a, b), ...)` or `FusedRMSNorm(Add(a, b), w)`
+/// LayerNorm decomposed (TorchScript below opset 17) → `graft:FusedLayerNorm(x, w[, b])`.
+///
+/// Residual add + norm: `LayerNormalization(Add(a, b), ...)` (or `FusedLayerNorm`) or `FusedRMSNorm(Add(a, b), w)`
 /// with a and b of one shape → `graft:FusedAddNorm(a, b, scale[, bias])`. BERT (post-LN) reads
 /// the sum only in the norm; Llama (pre-LN) also adds it to the next residual, so then the
 /// fused node also writes the sum under the Add's output name.
@@ -74,16 +76,8 @@ enum FusionNorm {
         let (m, e) = ctx.scalar(ins[1]) != nil ? (ins[0], ins[1]) : (ins[1], ins[0])
         guard let epsilon = ctx.scalar(e), epsilon >= 0, epsilon.isFinite,
               let mean = ctx.inner(m, op: "ReduceMean", readBy: add) else { return nil }
-        let meanNode = ctx.node(mean)
-        guard meanNode.int("keepdims", default: 1) == 1, let rank = ctx.shapes?[x]?.count else { return nil }
-        // Axes: the attribute (opset < 18) or the second input (18+), the last axis only.
-        var axes = meanNode.ints("axes")
-        if meanNode.inputs.count > 1, !meanNode.inputs[1].isEmpty {
-            guard axes == nil, let t = ctx.graph.initializers[meanNode.inputs[1]], t.dtype == .int64 || t.dtype == .int32 else { return nil }
-            axes = t.integers()
-        }
-        guard let axes, axes.count == 1, axes[0] == -1 || axes[0] == rank - 1 else { return nil }
-        let square = meanNode.inputs[0]
+        guard let rank = ctx.shapes?[x]?.count, isLastAxisMean(ctx, mean, rank: rank) else { return nil }
+        let square = ctx.node(mean).inputs[0]
         if let pow = ctx.inner(square, op: "Pow", readBy: mean) {
             let p = ctx.node(pow)
             guard p.inputs.count == 2, p.inputs[0] == x, let t = ctx.graph.initializers[p.inputs[1]], t.count == 1,
@@ -97,6 +91,61 @@ enum FusionNorm {
         return nil
     }
 
+    /// A ReduceMean over the last axis of a rank-`rank` input, keeping dims. Axes come from the
+    /// attribute (opset < 18) or the second input (18+).
+    static func isLastAxisMean(_ ctx: FusionContext, _ mean: Int, rank: Int) -> Bool {
+        let node = ctx.node(mean)
+        guard node.int("keepdims", default: 1) == 1 else { return false }
+        var axes = node.ints("axes")
+        if node.inputs.count > 1, !node.inputs[1].isEmpty {
+            guard axes == nil, let t = ctx.graph.initializers[node.inputs[1]], t.dtype == .int64 || t.dtype == .int32 else { return false }
+            axes = t.integers()
+        }
+        guard let axes, axes.count == 1 else { return false }
+        return axes[0] == -1 || axes[0] == rank - 1
+    }
+
+    // MARK: - Decomposed LayerNorm
+
+    /// LayerNorm as TorchScript writes it below opset 17:
+    ///     d = Sub(X, ReduceMean(X, [-1]));  n = Div(d, Sqrt(Add(ReduceMean(Pow(d, 2), [-1]), ε)))
+    ///     y = Add(Mul(n, w), b)
+    /// → `graft:FusedLayerNorm(X, w, b)` (the LayerNormalization kernel; the bias is optional).
+    static func matchLayerNorm(_ ctx: inout FusionContext) {
+        guard let shapes = ctx.shapes else { return }
+        for div in ctx.graph.nodes.indices where ctx.isDefault(div, "Div") && ctx.free(div) {
+            let node = ctx.node(div)
+            guard node.inputs.count == 2, let root = rootMeanSquare(ctx, node.inputs[1], of: node.inputs[0], readBy: div),
+                  let pow = root.nodes.last, let sub = ctx.inner(node.inputs[0], op: "Sub", readOnlyBy: [div, pow]),
+                  ctx.node(sub).inputs.count == 2 else { continue }
+            let x = ctx.node(sub).inputs[0]
+            guard let dims = shapes[x], case .fixed(let n)? = dims.last,
+                  let mean = ctx.inner(ctx.node(sub).inputs[1], op: "ReduceMean", readBy: sub),
+                  ctx.node(mean).inputs.first == x, isLastAxisMean(ctx, mean, rank: dims.count) else { continue }
+            // The affine part: Mul by a [n] weight, then optionally Add of a [n] bias.
+            func affine(_ value: String, _ op: String, readBy reader: Int) -> (Int, String)? {
+                guard let r = ctx.readers(of: value).first, ctx.readers(of: value).count == 1, !ctx.graphOutputs.contains(value),
+                      ctx.isDefault(r, op), ctx.free(r), ctx.node(r).inputs.count == 2 else { return nil }
+                let ins = ctx.node(r).inputs
+                let p = ins[0] == value ? ins[1] : ins[0]
+                guard ins.contains(value), let t = ctx.graph.initializers[p], t.dtype == .float32, t.count == n, t.shape.last == n
+                else { return nil }
+                return (r, p)
+            }
+            guard let (mul, w) = affine(node.outputs[0], "Mul", readBy: div) else { continue }
+            var nodes = [sub, mean, div, mul] + root.nodes
+            var inputs = [x, w]
+            var last = mul
+            if let (add, b) = affine(ctx.node(mul).outputs[0], "Add", readBy: mul) {
+                nodes.append(add)
+                inputs.append(b)
+                last = add
+            }
+            ctx.rewrite(nodes, Fusion.node("FusedLayerNorm", replacing: ctx.node(last), inputs: inputs, outputs: ctx.node(last).outputs,
+                                           attributes: ["epsilon": .float(root.epsilon), "axis": .int(-1)]))
+        }
+    }
+
     // MARK: - Residual add + norm
 
     static func matchAddNorm(_ ctx: inout FusionContext) {
@@ -104,7 +153,7 @@ enum FusionNorm {
         for i in ctx.graph.nodes.indices where ctx.free(i) {
             let node = ctx.node(i)
             let rms: Bool
-            if ctx.isDefault(i, "LayerNormalization") {
+            if ctx.isDefault(i, "LayerNormalization") || (node.domain == Fusion.domain && node.opType == "FusedLayerNorm") {
                 rms = false
             } else if node.domain == Fusion.domain && node.opType == "FusedRMSNorm" {
                 rms = true
