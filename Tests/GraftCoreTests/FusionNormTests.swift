@@ -90,6 +90,33 @@ import Testing
         try Self.check(pair, ["x", "r"], removed: 7, seed: 11)
     }
 
+    /// TorchScript's Llama: Add → Cast(to float) → RMS norm, the cast sum also read by the next
+    /// residual: one FusedAddNorm writing the norm and the cast sum.
+    @Test func addCastRMSFuses() throws {
+        let nodes = [OnnxNode(op: "Add", inputs: ["x", "r"], outputs: ["h"]),
+                     OnnxNode(op: "Cast", inputs: ["h"], outputs: ["hc"], attrs: [.int("to", 1)])]
+            + Self.rms(1, x: "hc", y: "n") + [OnnxNode(op: "Add", inputs: ["hc", "n"], outputs: ["y"])]
+        let pair = try FusionPair(Self.model(nodes, inputs: ["x", "r"], opset: 17))
+        #expect(pair.count("FusedAddNorm") == 1)
+        #expect(pair.fused.graph.nodes.first { $0.opType == "FusedAddNorm" }?.outputs == ["n", "hc"])
+        try Self.check(pair, ["x", "r"], removed: nodes.count - 2, seed: 20)
+    }
+
+    /// An integer residual add cast to float is not a float add: the sum stays as it is (the
+    /// norm itself still fuses).
+    @Test func integerAddStaysUnfused() throws {
+        let nodes = [OnnxNode(op: "Add", inputs: ["x", "r"], outputs: ["h"]),
+                     OnnxNode(op: "Cast", inputs: ["h"], outputs: ["hc"], attrs: [.int("to", 1)])] + Self.rms(1, x: "hc")
+        var m = Self.model(nodes, inputs: ["x", "r"], opset: 17)
+        m.inputs = m.inputs.map { var v = $0; v.elemType = 7; return v }
+        let pair = try FusionPair(m)
+        #expect(pair.count("FusedAddNorm") == 0)
+        #expect(pair.count("FusedRMSNorm") == 1)
+        var rng = TestRandom(seed: 21)
+        let ints = { (shape: [Int]) in HostTensor((0..<Shape.product(shape)).map { _ in Int64(rng.float(-5, 5)) }, shape: shape) }
+        #expect(try pair.maxDiff(["x": ints([2, 3, Self.hidden]), "r": ints([2, 3, Self.hidden])]) <= 1e-5)
+    }
+
     /// Post-LN (BERT): the sum is read only by the norm; with and without LayerNorm's bias.
     @Test(arguments: [true, false])
     func addLayerNormFuses(bias: Bool) throws {

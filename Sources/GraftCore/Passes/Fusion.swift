@@ -9,8 +9,7 @@ import Glibc
 /// A chain is rewritten only when the rewrite computes the same function:
 /// - every value inside the chain is read only by the chain and is not a graph output;
 /// - constants are the expected ones (within 1e-6 relative) and scalars where the kernel takes a
-///   scalar; the chain's ops imply float32 (Erf, Softmax, Sqrt, LayerNormalization are float-only
-///   kernels, and their arithmetic neighbours must match their dtype);
+///   scalar; the fused node's inputs are float32 by the load-time probes (`SymbolicShapes`);
 /// - shapes that the kernel cannot broadcast are refused from the load-time symbolic shapes
 ///   (`SymbolicShapes`); without them the shape-dependent fusions are skipped.
 /// The fused node keeps the output names of the chain (the last node's output, and an inner
@@ -35,11 +34,11 @@ package enum Fusion {
     /// The fused graph (nodes re-sorted), or `graph` itself when nothing matched or the
     /// rewritten graph fails validation (which would be a bug in a matcher; the safe answer is
     /// the unfused graph).
-    package static func run(_ graph: Graph, shapes: [String: [Dim]]?, sites: [Site], blocks: [MLPBlock]) -> Graph {
+    package static func run(_ graph: Graph, shapes: [String: [Dim]]?, dtypes: [String: DType]?, sites: [Site], blocks: [MLPBlock]) -> Graph {
         var g = graph
         var changed = false
         for stage in stages {
-            var ctx = FusionContext(graph: g, shapes: shapes, sites: sites, blocks: blocks)
+            var ctx = FusionContext(graph: g, shapes: shapes, dtypes: dtypes, sites: sites, blocks: blocks)
             stage(&ctx)
             if ctx.rewrites.isEmpty { continue }
             g = ctx.apply()
@@ -64,7 +63,11 @@ package enum Fusion {
 /// and the rewrites found so far.
 struct FusionContext {
     let graph: Graph
+    /// Symbolic dims and element types of the unfused graph's values (`SymbolicShapes`); nil
+    /// when the probes could not plan the graph. Fused nodes keep the names of the values they
+    /// write, so later stages still find them here.
     let shapes: [String: [Dim]]?
+    let dtypes: [String: DType]?
     /// Value → index of the node producing it.
     private(set) var producer: [String: Int] = [:]
     /// Value → indices of the nodes reading it (each node once).
@@ -77,9 +80,10 @@ struct FusionContext {
     private(set) var rewrites: [(nodes: [Int], fused: Node)] = []
     private var used = Set<Int>()
 
-    init(graph: Graph, shapes: [String: [Dim]]?, sites: [Site], blocks: [MLPBlock]) {
+    init(graph: Graph, shapes: [String: [Dim]]?, dtypes: [String: DType]?, sites: [Site], blocks: [MLPBlock]) {
         self.graph = graph
         self.shapes = shapes
+        self.dtypes = dtypes
         graphOutputs = Set(graph.outputs.map(\.name))
         for (i, n) in graph.nodes.enumerated() {
             for o in n.outputs where !o.isEmpty { producer[o] = i }
@@ -138,6 +142,9 @@ struct FusionContext {
     func free(_ i: Int) -> Bool { !pinned.contains(i) && !used.contains(i) }
 
     func readers(of value: String) -> [Int] { readers[value] ?? [] }
+
+    /// Whether every listed value is known to be float32 (from the symbolic-shape probes).
+    func areFloat(_ values: [String]) -> Bool { values.allSatisfy { dtypes?[$0] == .float32 } }
 
     /// The value of a one-element float32 initializer.
     func scalar(_ value: String) -> Float? {

@@ -13,7 +13,8 @@
 enum FusionGelu {
     static func match(_ ctx: inout FusionContext) {
         for root in ctx.graph.nodes.indices where ctx.isDefault(root, "Mul") && ctx.free(root) {
-            guard let m = gelu(ctx, root: root) else { continue }
+            // Erf and Tanh take float32 only, so x is float32; the probes confirm it where they ran.
+            guard let m = gelu(ctx, root: root), ctx.dtypes == nil || ctx.areFloat([m.x]) else { continue }
             let last = ctx.node(root)
             ctx.rewrite(m.nodes, Fusion.node("FusedGelu", replacing: last, inputs: [m.x], outputs: [last.outputs[0]],
                                              attributes: m.tanh ? ["approximate": .string("tanh")] : [:]))

@@ -9,7 +9,8 @@
 /// LayerNorm decomposed (TorchScript below opset 17) → `graft:FusedLayerNorm(x, w[, b])`.
 ///
 /// Residual add + norm: `LayerNormalization(Add(a, b), ...)` (or `FusedLayerNorm`) or `FusedRMSNorm(Add(a, b), w)`
-/// with a and b of one shape → `graft:FusedAddNorm(a, b, scale[, bias])`. BERT (post-LN) reads
+/// with a and b float32 of one shape (TorchScript's float Cast of the sum in between allowed)
+/// → `graft:FusedAddNorm(a, b, scale[, bias])`. BERT (post-LN) reads
 /// the sum only in the norm; Llama (pre-LN) also adds it to the next residual, so then the
 /// fused node also writes the sum under the Add's output name.
 enum FusionNorm {
@@ -23,7 +24,7 @@ enum FusionNorm {
             for (w, v) in [(node.inputs[0], node.inputs[1]), (node.inputs[1], node.inputs[0])] {
                 guard let weight = ctx.graph.initializers[w], weight.dtype == .float32,
                       let chain = normalized(ctx, v, readBy: fin),
-                      let dims = shapes[chain.x], case .fixed(let n)? = dims.last,
+                      let dims = shapes[chain.x], case .fixed(let n)? = dims.last, ctx.areFloat([chain.x]),
                       weight.count == n, weight.shape.last == n else { continue }
                 let fused = Fusion.node("FusedRMSNorm", replacing: node, inputs: [chain.x, w], outputs: node.outputs,
                                         attributes: ["epsilon": .float(chain.epsilon), "axis": .int(-1)])
@@ -119,7 +120,7 @@ enum FusionNorm {
                   let pow = root.nodes.last, let sub = ctx.inner(node.inputs[0], op: "Sub", readOnlyBy: [div, pow]),
                   ctx.node(sub).inputs.count == 2 else { continue }
             let x = ctx.node(sub).inputs[0]
-            guard let dims = shapes[x], case .fixed(let n)? = dims.last,
+            guard let dims = shapes[x], case .fixed(let n)? = dims.last, ctx.areFloat([x]),
                   let mean = ctx.inner(ctx.node(sub).inputs[1], op: "ReduceMean", readBy: sub),
                   ctx.node(mean).inputs.first == x, isLastAxisMean(ctx, mean, rank: dims.count) else { continue }
             // The affine part: Mul by a [n] weight, then optionally Add of a [n] bias.
@@ -160,18 +161,30 @@ enum FusionNorm {
             } else { continue }
             // Only Y: the optional Mean / InvStdDev outputs have no place in the fused node.
             guard node.inputs.count >= 2, node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy(\.isEmpty),
-                  let sum = node.inputs.first, let add = ctx.producer(of: sum, op: "Add"), ctx.free(add) else { continue }
+                  let sum = node.inputs.first else { continue }
+            // TorchScript's Llama casts the sum to float (what it already is) before the norm:
+            // Add → Cast(to float) → norm, the Add's output read only by the Cast.
+            var chain = [i]
+            var added = sum
+            if let cast = ctx.producer(of: sum, op: "Cast"), ctx.free(cast), ctx.node(cast).int("to") == Int(DType.float32.rawValue) {
+                added = ctx.node(cast).inputs[0]
+                guard ctx.inner(added, op: "Add", readBy: cast) != nil else { continue }
+                chain.append(cast)
+            }
+            guard let add = ctx.producer(of: added, op: "Add"), ctx.free(add) else { continue }
             let a = ctx.node(add)
             guard a.inputs.count == 2, ctx.graph.initializers[a.inputs[0]] == nil, ctx.graph.initializers[a.inputs[1]] == nil,
-                  let d = shapes[sum], !d.isEmpty, !d.contains(.unknown), shapes[a.inputs[0]] == d, shapes[a.inputs[1]] == d
+                  ctx.areFloat(a.inputs), let d = shapes[sum], !d.isEmpty, !d.contains(.unknown),
+                  shapes[a.inputs[0]] == d, shapes[a.inputs[1]] == d
             else { continue }
+            // The value the norm reads (the sum, or its cast) is kept when read elsewhere.
             let sumReadElsewhere = ctx.readers(of: sum) != [i] || ctx.graphOutputs.contains(sum)
             var attrs: [String: Attribute] = ["epsilon": .float(node.float("epsilon", default: 1e-5)),
                                               "axis": .int(node.int("axis", default: -1))]
             if rms { attrs["rms"] = .int(1) }
             let inputs = [a.inputs[0], a.inputs[1]] + node.inputs.dropFirst()
-            ctx.rewrite([add, i], Fusion.node("FusedAddNorm", replacing: node, inputs: Array(inputs),
-                                              outputs: [node.outputs[0]] + (sumReadElsewhere ? [sum] : []), attributes: attrs))
+            ctx.rewrite([add] + chain, Fusion.node("FusedAddNorm", replacing: node, inputs: Array(inputs),
+                                                   outputs: [node.outputs[0]] + (sumReadElsewhere ? [sum] : []), attributes: attrs))
         }
     }
 }

@@ -16,7 +16,7 @@ enum FusionSoftmax {
                   node.int("axis", default: -1) == -1 || node.int("axis", default: -1) == dims.count - 1,
                   let m = scores(ctx, u, softmax: sm) else { continue }
             // The scores have the softmax input's shape, and the mask only broadcasts into it.
-            guard shapes[m.s] == dims else { continue }
+            guard shapes[m.s] == dims, ctx.areFloat([m.s] + (m.mask.map { [$0] } ?? [])) else { continue }
             if let mask = m.mask {
                 guard let md = shapes[mask], md.count <= dims.count,
                       zip(md.reversed(), dims.reversed()).allSatisfy({ $0 == $1 || $0 == .fixed(1) }),

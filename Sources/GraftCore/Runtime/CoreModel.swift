@@ -47,7 +47,8 @@ package final class CoreModel: Sendable {
         // Folding turns constant subgraphs (Constant nodes, arithmetic on weights) into
         // initializers: the weight cap covers what the model holds after it too.
         try g.limits.check(.weightBytes, g.initializers.values.reduce(0) { $0 + $1.byteCount }, "\(source): the weights after constant folding", verb: "need")
-        let shapes = SymbolicShapes.infer(g)
+        let inferred = SymbolicShapes.inferTypes(g)
+        let shapes = inferred?.dims
         if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
         symbolicShapes = shapes
         sites = try SiteDiscovery.discover(g, siteMap: siteMap)
@@ -55,7 +56,7 @@ package final class CoreModel: Sendable {
         blocks = BlockDiscovery.discover(g, sites: sites)
         // Fusions run last, on what sites and blocks were found in: they never absorb a site's
         // nodes or a block's, so both still describe the fused graph.
-        if fuse { g = Fusion.run(g, shapes: shapes, sites: sites, blocks: blocks) }
+        if fuse { g = Fusion.run(g, shapes: shapes, dtypes: inferred?.dtypes, sites: sites, blocks: blocks) }
         graph = g
         self.source = source
     }
