@@ -73,3 +73,29 @@ void vmath_softmax_scaled_row(const float *x, const float *mask, ptrdiff_t mask_
                               float *y, size_t n) {
     (void)vmath_softmax_scaled_row_on(vmath_path(), x, mask, mask_stride, scale, flags, y, n);
 }
+
+/* MARK: - GELU, tanh approximation
+ *
+ * 0.5·x·(1 + tanh(u)) = x·sigmoid(2u), u = √(2/π)·(x + 0.044715·x³): the argument is computed
+ * for a block of up to 256 elements into a stack buffer, vmath's sigmoid (AVX2 exp or libm on
+ * the chosen path) runs over the block, and the product with x is written out. The sigmoid form
+ * avoids the cancellation of 1 + tanh(u) for negative u. */
+enum { GELU_TANH_BLOCK = 256 };
+
+int vmath_gelu_tanh_on(int path, const float *x, float *y, size_t n) {
+    float z[GELU_TANH_BLOCK];
+    const float k2 = 1.5957691216057308f; /* 2·√(2/π) */
+    for (size_t i = 0; i < n; i += GELU_TANH_BLOCK) {
+        const size_t m = n - i < GELU_TANH_BLOCK ? n - i : GELU_TANH_BLOCK;
+        for (size_t j = 0; j < m; j++) {
+            const float v = x[i + j];
+            const float cube = v * v * v;
+            z[j] = k2 * (v + 0.044715f * cube);
+        }
+        if (vmath_run(GRAFT_VMATH_OP_SIGMOID, path, z, z, m) != 0) return -1;
+        for (size_t j = 0; j < m; j++) y[i + j] = x[i + j] * z[j];
+    }
+    return 0;
+}
+
+void vmath_gelu_tanh(const float *x, float *y, size_t n) { (void)vmath_gelu_tanh_on(vmath_path(), x, y, n); }

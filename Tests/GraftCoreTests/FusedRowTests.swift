@@ -1,4 +1,5 @@
 import CMath
+import Foundation
 import Testing
 
 /// vmath_softmax_scaled_row on both paths against the unfused operations done one at a time
@@ -41,5 +42,27 @@ import Testing
                 }
             }
         }
+    }
+}
+
+/// vmath_gelu_tanh on both paths against the formula in Double: within 2e-6 · max(1, |x|)
+/// (float rounding of the cubic argument, ~4 ulp of sigmoid), over [-12, 12] and the extremes.
+@Suite struct GeluTanhRowTests {
+    @Test(arguments: VMathPath.allCases)
+    func geluTanhMatchesFormula(_ path: VMathPath) throws {
+        var xs: [Float] = (0...24001).map { -12 + 24 * Float($0) / 24001 }
+        xs += [0, -0.0, 1e-30, -1e-30, 50, -50, 1e6, -1e6]
+        var y = [Float](repeating: .nan, count: xs.count)
+        let rc = xs.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { vmath_gelu_tanh_on(path.code, xp.baseAddress, $0.baseAddress, xs.count) } }
+        if rc != 0 { return } // path not available on this CPU
+        for (x, got) in zip(xs, y) {
+            let d = Double(x)
+            let want = 0.5 * d * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (d + 0.044715 * d * d * d)))
+            #expect(abs(Double(got) - want) <= 2e-6 * max(1, abs(want)), "\(path) x \(x): \(got) vs \(want)")
+        }
+        // In place gives the same.
+        var z = xs
+        _ = z.withUnsafeMutableBufferPointer { vmath_gelu_tanh_on(path.code, $0.baseAddress, $0.baseAddress, $0.count) }
+        #expect(z == y)
     }
 }

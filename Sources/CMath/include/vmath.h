@@ -55,6 +55,12 @@ void vmath_softmax_scaled_row(const float *x, const float *mask, ptrdiff_t mask_
 int vmath_softmax_scaled_row_on(int path, const float *x, const float *mask, ptrdiff_t mask_stride, float scale,
                                 int flags, float *y, size_t n);
 
+/* y[i] = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GELU's tanh approximation (ONNX Gelu
+ * approximate="tanh"), computed as x·sigmoid(2u) with vmath_sigmoid; x == y allowed. The _on
+ * form runs on an explicit path for tests (0, or -1 when the path is not available). */
+void vmath_gelu_tanh(const float *x, float *y, size_t n);
+int vmath_gelu_tanh_on(int path, const float *x, float *y, size_t n);
+
 /* Which path the functions above use: GRAFT_VMATH_SCALAR or GRAFT_VMATH_AVX2. */
 enum { GRAFT_VMATH_SCALAR = 0, GRAFT_VMATH_AVX2 = 1 };
 int vmath_path(void);

@@ -5,7 +5,7 @@ import CMath
 package enum FusedKernels {
     package static let entries: [(String, KernelFactory)] = [
         // x [any shape] → 0.5·x·(1 + erf(x/√2)) [same shape]: the Gelu kernel (vmath_gelu_erf);
-        // with approximate = "tanh", 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+        // with approximate = "tanh", 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) (vmath_gelu_tanh).
         ("graft:FusedGelu", { try ElementwiseKernels.unaryFloat($0, .gelu) }),
         ("graft:FusedScaledSoftmax", scaledSoftmax),
         // x [..., n], scale [n] → x · 1/√(mean(x²) + ε) · scale [x's shape]: the RMS
