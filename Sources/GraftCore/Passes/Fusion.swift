@@ -3,22 +3,24 @@ import Glibc
 #endif
 
 /// Load-time fusions: rewrites chains of elementwise nodes that the exporters write for one
-/// framework op (GELU, scaled + masked softmax, residual add + norm) into one node of the
-/// private domain `graft`, whose kernel (`Kernels/FusedKernels.swift`) does the chain in one pass.
+/// framework op (GELU, scaled + masked softmax, LayerNorm / RMS norm, residual add + norm) into
+/// one node of the private domain `graft`, whose kernel (`Kernels/FusedKernels.swift`) does the
+/// chain in one pass. Matchers: `FusionGelu`, `FusionSoftmax`, `FusionNorm`.
 ///
 /// A chain is rewritten only when the rewrite computes the same function:
 /// - every value inside the chain is read only by the chain and is not a graph output;
 /// - constants are the expected ones (within 1e-6 relative) and scalars where the kernel takes a
-///   scalar; the fused node's inputs are float32 by the load-time probes (`SymbolicShapes`);
-/// - shapes that the kernel cannot broadcast are refused from the load-time symbolic shapes
-///   (`SymbolicShapes`); without them the shape-dependent fusions are skipped.
+///   scalar;
+/// - the fused node's inputs are float32 and have shapes its kernel handles, by the load-time
+///   probes (`SymbolicShapes.inferTypes`); without them only GELU (whose Erf / Tanh are
+///   float-only and shape-agnostic) fuses.
 /// The fused node keeps the output names of the chain (the last node's output, and an inner
 /// value that is also read outside, like the residual sum), so nothing downstream changes.
 ///
 /// Sites and blocks: the pass runs after `SiteDiscovery` and `BlockDiscovery` on the unfused
-/// graph, and never absorbs a site's MatMul/Gemm, an Add reading a site's output (a bias Add the
-/// planner treats as the end of the site), or a node of a gated MLP block (MixLoRA skips those
-/// steps). Sites and blocks therefore refer to values the fused graph still has, computed by the
+/// graph, and never absorbs a site's MatMul/Gemm, an Add of a site's output and a value that is
+/// not computed at run time (a bias Add, which the planner treats as the end of the site), or a
+/// node of a gated MLP block (MixLoRA skips those steps). Sites and blocks therefore refer to values the fused graph still has, computed by the
 /// same nodes as before.
 ///
 /// `GRAFT_FUSE=0` in the environment (read once) disables the pass.
@@ -49,7 +51,7 @@ package enum Fusion {
     }
 
     /// Matchers in the order they run; each sees the graph the previous ones left (the residual
-    /// add + norm matcher reads the norm nodes the RMS matcher wrote).
+    /// add + norm matcher reads the norm nodes the LayerNorm and RMS matchers wrote).
     static let stages: [@Sendable (inout FusionContext) -> Void] = [
         FusionGelu.match,
         FusionSoftmax.match,
