@@ -29,7 +29,9 @@ let package = Package(
         // include/graft_plugin.h (canonical, symlinked) for the plugin host and Swift plugins.
         .target(name: "CGraftPlugin"),
         .target(name: "CMath", exclude: ["fit_coefficients.py"]), // vectorised exp/erf (AVX2+FMA, run-time dispatch)
-        .target(name: "GraftCore", dependencies: ["COpenBLAS", "CGraftPlugin", "CMath"]),
+        // Packed-weight GEMM micro-kernels (AVX-512 / AVX2+FMA / portable, chosen at run time).
+        .target(name: "CKernels"),
+        .target(name: "GraftCore", dependencies: ["COpenBLAS", "CGraftPlugin", "CMath", "CKernels"]),
         .target(name: "Graft", dependencies: ["GraftCore"]),
         // include/graft.h (canonical, symlinked into CGraft/include) and per-thread error storage.
         .target(name: "CGraft"),

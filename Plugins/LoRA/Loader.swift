@@ -66,30 +66,14 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
     defer { host.closeSafetensors(file) }
 
     // Group lora_A / lora_B by module, in file order.
-    var modules: [ModuleWeights] = []
-    var slot: [String: Int] = [:]
-    let count = try host.tensorCount(file)
-    for index in 0..<count {
-        let tensor = try host.tensor(file, at: index)
-        let key = tensor.name.map { String(cString: $0) } ?? "(unnamed tensor \(index))"
-        let kind = try classify(key)
-        let module: String
-        switch kind {
-        case .loraA(let m), .loraB(let m): module = m
-        }
-        let i: Int
-        if let existing = slot[module] {
-            i = existing
-        } else {
-            i = modules.count
-            slot[module] = i
-            modules.append(ModuleWeights(module: module))
-        }
-        switch kind {
-        case .loraA: modules[i].a = tensor
-        case .loraB: modules[i].b = tensor
+    var groups = ModuleGroups<ModuleWeights>()
+    try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
+        switch try classify(key) {
+        case .loraA(let m): groups[groups.index(of: m, make: { ModuleWeights(module: $0) })].a = tensor
+        case .loraB(let m): groups[groups.index(of: m, make: { ModuleWeights(module: $0) })].b = tensor
         }
     }
+    let modules = groups.groups
     guard !modules.isEmpty else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weights) holds no <module>.lora_A.weight / lora_B.weight tensors")
     }

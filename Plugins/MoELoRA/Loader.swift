@@ -96,32 +96,22 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     defer { host.closeSafetensors(file) }
 
     // Group the tensors by module, in file order of first appearance.
-    var modules: [ModuleWeights] = []
-    var slot: [String: Int] = [:]
-    let count = try host.tensorCount(file)
-    for index in 0..<count {
-        let tensor = try host.tensor(file, at: index)
-        let key = tensor.name.map { String(cString: $0) } ?? "(unnamed tensor \(index))"
+    var groups = ModuleGroups<ModuleWeights>()
+    try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
         let kind = try classify(key)
-        let i: Int
-        if let existing = slot[kind.module] {
-            i = existing
-        } else {
-            i = modules.count
-            slot[kind.module] = i
-            modules.append(ModuleWeights(module: kind.module))
-        }
+        let i = groups.index(of: kind.module, make: { ModuleWeights(module: $0) })
         switch kind {
-        case .routerWeight: modules[i].router = tensor
-        case .routerBias: modules[i].bias = tensor
+        case .routerWeight: groups[i].router = tensor
+        case .routerBias: groups[i].bias = tensor
         case .expertA(_, let e), .expertB(_, let e):
             guard e < config.experts else {
                 throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
                                     "\(weightsFileName) holds \(key), expert \(e), but \(configFileName) has num_experts \(config.experts) (experts 0...\(config.experts - 1))")
             }
-            if case .expertA = kind { modules[i].a[e] = tensor } else { modules[i].b[e] = tensor }
+            if case .expertA = kind { groups[i].a[e] = tensor } else { groups[i].b[e] = tensor }
         }
     }
+    let modules = groups.groups
     guard !modules.isEmpty else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weights) holds no tensors (expected \(expectedKeys))")
     }

@@ -105,11 +105,7 @@ func loadMixLoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     defer { host.closeSafetensors(file) }
 
     var layers: [Int: LayerWeights] = [:]
-    for index in 0..<(try host.tensorCount(file)) {
-        let tensor = try host.tensor(file, at: index)
-        let key = tensor.name.map { String(cString: $0) } ?? "(unnamed tensor \(index))"
-        try classify(key, tensor, config: config, into: &layers)
-    }
+    try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in try classify(key, tensor, config: config, into: &layers) }
     guard !layers.isEmpty else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) holds no tensors (expected \(mixloraKeys))") }
 
     // Check everything before adding anything.

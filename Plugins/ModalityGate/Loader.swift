@@ -63,24 +63,21 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
     let weights = try weightsPath(in: directory)
     let file = try host.openSafetensors(weights)
     defer { host.closeSafetensors(file) }
-    var modules: [ModuleWeights] = []
-    var slot: [String: Int] = [:]
-    for index in 0..<(try host.tensorCount(file)) {
-        let tensor = try host.tensor(file, at: index)
-        let key = tensor.name.map { String(cString: $0) } ?? "(unnamed tensor \(index))"
+    var groups = ModuleGroups<ModuleWeights>()
+    try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
         let (module, kind, e) = try classify(key, experts: config.experts)
         if (kind == "router" || kind == "bias") && config.router == nil {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) holds \(key), but \(configFileName) has no \"router\" (hard modality gates have no router weights)")
         }
-        let i = slot[module] ?? modules.count
-        if i == modules.count { slot[module] = i; modules.append(ModuleWeights(module: module)) }
+        let i = groups.index(of: module, make: { ModuleWeights(module: $0) })
         switch kind {
-        case "router": modules[i].router = tensor
-        case "bias": modules[i].bias = tensor
-        case "A": modules[i].a[e] = tensor
-        default: modules[i].b[e] = tensor
+        case "router": groups[i].router = tensor
+        case "bias": groups[i].bias = tensor
+        case "A": groups[i].a[e] = tensor
+        default: groups[i].b[e] = tensor
         }
     }
+    let modules = groups.groups
     guard !modules.isEmpty else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weights) holds no tensors (expected \(expectedKeys))") }
 
     // Check everything before adding anything.

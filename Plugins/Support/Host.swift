@@ -74,6 +74,16 @@ package struct Host {
         return tensor
     }
 
+    /// Calls `body(key, tensor)` for every tensor of an open file, in file order (a tensor
+    /// without a name is keyed "(unnamed tensor i)").
+    package func forEachTensor(_ file: OpaquePointer,
+                               _ body: (String, graft_st_tensor) throws(PluginFailure) -> Void) throws(PluginFailure) {
+        for index in 0..<(try tensorCount(file)) {
+            let t = try tensor(file, at: index)
+            try body(t.name.map { String(cString: $0) } ?? "(unnamed tensor \(index))", t)
+        }
+    }
+
     package func siteInfo(_ builder: OpaquePointer, _ index: Int) throws(PluginFailure) -> graft_site_info {
         guard let siteInfo = api.pointee.site_info else { throw missing("site_info") }
         var info = graft_site_info()

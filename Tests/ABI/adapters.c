@@ -12,6 +12,7 @@
 #include "npy.h"
 
 #include "check.h"
+#include "run_npy.h"
 
 static char path_buf[4096];
 static const char *join(const char *a, const char *b) {
@@ -22,35 +23,8 @@ static const char *join(const char *a, const char *b) {
 /* Runs bert on the inputs in `dir` (3 int64 inputs) and returns max |out - ref| of
    last_hidden_state, with `ro` as run options. */
 static double run_case(graft_session *s, const char *inputs_dir, const char *ref_path, const graft_run_options *ro) {
-    static const char *names[3] = {"input_ids", "attention_mask", "token_type_ids"};
-    npy_array arrays[3];
-    graft_tensor in[3];
-    char p[4096];
-    for (int i = 0; i < 3; i++) {
-        snprintf(p, sizeof p, "%s/%s.npy", inputs_dir, names[i]);
-        if (npy_read(p, &arrays[i]) != 0) { printf("cannot read %s\n", p); return 1e9; }
-        graft_tensor t = {sizeof(graft_tensor), GRAFT_DTYPE_INT64, names[i], arrays[i].rank, arrays[i].shape, arrays[i].data, arrays[i].byte_size};
-        in[i] = t;
-    }
-    npy_array ref;
-    if (npy_read(ref_path, &ref) != 0) { printf("cannot read %s\n", ref_path); return 1e9; }
-    float *out = (float *)malloc(ref.byte_size);
-    graft_tensor o = {sizeof(graft_tensor), GRAFT_DTYPE_FLOAT32, "last_hidden_state", ref.rank, ref.shape, out, ref.byte_size};
-    double worst = 1e9;
-    if (graft_session_run(s, in, 3, &o, 1, ro) == GRAFT_STATUS_OK) {
-        worst = 0;
-        const float *r = (const float *)ref.data;
-        for (size_t i = 0; i < ref.byte_size / 4; i++) {
-            double d = fabs((double)out[i] - (double)r[i]);
-            if (!(d <= worst)) worst = d;
-        }
-    } else {
-        printf("run failed: %s\n", graft_last_error());
-    }
-    free(out);
-    for (int i = 0; i < 3; i++) npy_free(&arrays[i]);
-    npy_free(&ref);
-    return worst;
+    static const char *const names[3] = {"input_ids", "attention_mask", "token_type_ids"};
+    return run_npy_case(s, inputs_dir, names, 3, "last_hidden_state", ref_path, ro, 0);
 }
 
 /* Routed experts through the C ABI on moe_topk2 (make_routing_fixtures.py's references): a

@@ -1,9 +1,151 @@
+import CKernels
 import COpenBLAS
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// Matrix products on OpenBLAS: MatMul, Gemm, Conv (2-D, im2col + sgemm). float32 only.
+// MARK: - Packed weights (Graft's own GEMM, Sources/CKernels)
+
+/// A float32 weight packed once into `graft_gemm_packed`'s panel layout:
+/// `data[p][k][j] = B[k][p*32 + j]` (panels of 32 columns, K contiguous, zero-padded past N),
+/// 64-byte aligned. Shared by every plan and session that uses the same weight storage.
+package final class PackedWeight: @unchecked Sendable {
+    package let k: Int, n: Int
+    /// `[ceil(n/32)][k][32]` floats.
+    package let data: UnsafeMutablePointer<Float>
+    package let floatCount: Int
+    /// Keeps the source alive: while this object exists its address cannot be reused by another
+    /// tensor, so (address, k, n, layout) identifies the source's contents.
+    private let source: TensorStorage
+    /// Owns `data`: big copies get their own pre-faulted mapping (as weights copied at load do),
+    /// so packing does not take a page fault per 4 KiB.
+    private let storage: TensorStorage
+
+    /// Packs `b` (`[k, n]`, or `[n, k]` when `transposed`: Gemm's transB), panels split across
+    /// `threads` (packing happens in a model's first run, where it is load time).
+    package init(_ b: HostTensor, k: Int, n: Int, transposed: Bool, threads: Int = 1) {
+        self.k = k
+        self.n = n
+        floatCount = graft_gemm_packed_count(k, n)
+        storage = TensorStorage(uninitialized: max(floatCount, 16) * 4)
+        let data = storage.base.bindMemory(to: Float.self, capacity: max(floatCount, 16))
+        self.data = data
+        source = b.storage
+        let src = b.pointer(Float.self), panels = (n + 31) / 32
+        parallelFor(panels, threads: threads, minPerThread: 4) { r in
+            graft_gemm_pack_b_panels(src, k, n, transposed ? 1 : 0, data, r.lowerBound, r.upperBound)
+        }
+    }
+
+    var panels: Int { (n + 31) / 32 }
+}
+
+/// Packed weights keyed by the source tensor's address, shape and layout, held weakly: several
+/// plans (one per input-shape signature) and sessions of a model share one packed copy, which
+/// is freed when the last plan using it goes.
+package enum PackedWeightCache {
+    struct Key: Hashable { let address: UInt, k: Int, n: Int, transposed: Bool }
+    final class WeakBox: @unchecked Sendable { weak var value: PackedWeight? }
+    private static let table = Mutex<[Key: WeakBox]>([:])
+
+    package static func packed(_ b: HostTensor, k: Int, n: Int, transposed: Bool, threads: Int = 1) -> PackedWeight {
+        let key = Key(address: UInt(bitPattern: b.raw), k: k, n: n, transposed: transposed)
+        return table.withLock { t in
+            if let p = t[key]?.value { return p }
+            t = t.filter { $0.value.value != nil }
+            let p = PackedWeight(b, k: k, n: n, transposed: transposed, threads: threads)
+            let box = WeakBox()
+            box.value = p
+            t[key] = box
+            return p
+        }
+    }
+
+    /// Live packed copies (tests and diagnostics).
+    package static var liveCount: Int { table.withLock { $0.values.filter { $0.value != nil }.count } }
+}
+
+/// A plan's handle on a constant weight: packed on first use (not in the factory, so probe
+/// compilations — symbolic shapes, plan-time folding — do not pack), then reused.
+final class LazyPackedWeight: @unchecked Sendable {
+    let tensor: HostTensor
+    let k: Int, n: Int, transposed: Bool
+    /// The address the plan binds the weight slot to; any other pointer at run time (a merged
+    /// adapter's private weight) must not use this packed copy.
+    let address: UnsafeRawPointer
+    private let state = Mutex<PackedWeight?>(nil)
+
+    init(_ tensor: HostTensor, k: Int, n: Int, transposed: Bool) {
+        self.tensor = tensor
+        self.k = k
+        self.n = n
+        self.transposed = transposed
+        address = UnsafeRawPointer(tensor.raw)
+    }
+
+    func get(threads: Int) -> PackedWeight {
+        state.withLock { s in
+            if let p = s { return p }
+            let p = PackedWeightCache.packed(tensor, k: k, n: n, transposed: transposed, threads: threads)
+            s = p
+            return p
+        }
+    }
+}
+
+/// Runs `graft_gemm_packed` over M rows, split across threads.
+package enum PackedGemm {
+    package enum Path: Int32, CaseIterable, Sendable { case auto = 0, portable = 1, avx2 = 2, avx512 = 3 }
+    package enum Split: Sendable { case auto, rows, panels }
+
+    package static func supported(_ p: Path) -> Bool { graft_gemm_path_supported(p.rawValue) != 0 }
+
+    /// `GRAFT_PACKED_GEMM=0` in the environment (read once) keeps every product on OpenBLAS:
+    /// a kill switch and an A/B baseline for measurements.
+    package static let enabled: Bool = {
+        guard let v = getenv("GRAFT_PACKED_GEMM") else { return true }
+        return String(cString: v) != "0"
+    }()
+    package static var resolved: Path { Path(rawValue: graft_gemm_resolved_path()) ?? .portable }
+
+    /// Rows (all batch dims folded) for which a MatMul with a constant weight takes the packed
+    /// GEMM; other row counts stay on OpenBLAS (see `LinearKernels.matmul`).
+    package static let matMulRows = 3...128
+
+    /// Work (M·N·K) below which one thread runs the product (a fork/join costs ~10 µs).
+    static let threadingWork = 1 << 18
+
+    /// C[m × n] = A[m × k] · W (+ bias[n]). A's rows are `lda` apart, C's `ldc`.
+    package static func run(_ w: PackedWeight, a: UnsafePointer<Float>, lda: Int, bias: UnsafePointer<Float>?,
+                            c: UnsafeMutablePointer<Float>, ldc: Int, m: Int,
+                            threads: Int, path: Path = .auto, split: Split = .auto) {
+        let panels = w.panels, (n, k) = (w.n, w.k)
+        let rowUnits = (m + 11) / 12   // 12-row units: whole micro-tiles for every path
+        let t = m * n * k < threadingWork ? 1 : threads
+        var byPanels: Bool
+        switch split {
+        case .rows: byPanels = false
+        case .panels: byPanels = true
+        case .auto: byPanels = panels >= 4 * t || rowUnits < t
+        }
+        if t <= 1 {
+            graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc, 0, m, 0, panels)
+        } else if byPanels {
+            parallelFor(panels, threads: t) { r in
+                graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc, 0, m, r.lowerBound, r.upperBound)
+            }
+        } else {
+            parallelFor(rowUnits, threads: t) { r in
+                graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc,
+                                  r.lowerBound * 12, min(r.upperBound * 12, m), 0, panels)
+            }
+        }
+    }
+}
+
+/// Matrix products: MatMul, Gemm, Conv (2-D, im2col + sgemm). float32 only. Products with a
+/// constant 2-D weight run on Graft's packed GEMM (`PackedGemm`); everything else on OpenBLAS.
 package enum LinearKernels {
     package static let entries: [(String, KernelFactory)] = [
         ("MatMul", matmul),
@@ -103,8 +245,7 @@ package enum LinearKernels {
             let rows = try blasInt(rowCount, "rows of A", ctx)
             let threads = rowCount * n * k >= splitGemmWork ? ctx.threads : 1
             let byRows = rowCount >= 4 * threads && rowCount > n
-            return CompiledKernel(outputs: [outType]) { io in
-                let pa = io.input(0, Float.self), pb = io.input(1, Float.self), pc = io.output(0, Float.self)
+            let blas: @Sendable (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void = { pa, pb, pc in
                 if threads == 1 {
                     product(pa, pb, pc, m: rows, n: n32, k: k32)
                 } else if byRows {
@@ -116,6 +257,29 @@ package enum LinearKernels {
                         columns(pa, pb, pc, m: rows, n: n32, k: k32, from: cols)
                     }
                 }
+            }
+            // Packed only where it measured faster (docs/ARCHITECTURE.md, "Weight GEMM"): one or two
+            // rows (decode) stay on OpenBLAS's GEMV, which streams a weight from memory faster
+            // than the packed 1–2-row tile; above 128 rows OpenBLAS's kernel (its per-call weight
+            // packing amortised over the rows) is 3–11% faster than the packed 6×16 tile.
+            if PackedGemm.enabled, PackedGemm.matMulRows.contains(rowCount), b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
+                // Constant weight: Graft's packed GEMM, split across the session's threads. A
+                // different pointer in the weight slot at run time (a merged adapter's private
+                // copy) runs on OpenBLAS instead, so it is never computed with stale packing.
+                let packed = LazyPackedWeight(w, k: k, n: n, transposed: false)
+                let threads = ctx.threads
+                return CompiledKernel(outputs: [outType]) { io in
+                    let pb = io.raw(input: 1)
+                    if pb != packed.address {
+                        blas(io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self))
+                        return
+                    }
+                    PackedGemm.run(packed.get(threads: threads), a: io.input(0, Float.self), lda: k, bias: nil,
+                                   c: io.output(0, Float.self), ldc: n, m: rowCount, threads: threads)
+                }
+            }
+            return CompiledKernel(outputs: [outType]) { io in
+                blas(io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self))
             }
         }
 
@@ -192,6 +356,25 @@ package enum LinearKernels {
         let m32 = try blasInt(m, "M", ctx), n32 = try blasInt(n, "N", ctx), k32 = try blasInt(k, "K", ctx)
         let lda = Int32(max(transA ? m : k, 1)), ldb = Int32(max(transB ? k : n, 1))
         let useC = hasC && beta != 0
+        if PackedGemm.enabled, !transA, alpha == 1, k > 0, total > 0, ctx.constants.count > 1, let w = ctx.constants[1],
+           !useC || (beta == 1 && cRowStride == 0 && cColStride == 1) {
+            // Constant weight, C absent or a bias row [N]: Graft's packed GEMM with the bias in
+            // its epilogue; another weight pointer at run time (merged adapter) runs on OpenBLAS.
+            let packed = LazyPackedWeight(w, k: k, n: n, transposed: transB)
+            let threads = ctx.threads
+            return CompiledKernel(outputs: [out]) { io in
+                let y = io.output(0, Float.self)
+                let bias: UnsafePointer<Float>? = useC ? io.input(2, Float.self) : nil
+                if io.raw(input: 1) != packed.address {
+                    if let bias { for i in 0..<m { (y + i * n).update(from: bias, count: n) } }
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                                m32, n32, k32, 1, io.input(0, Float.self), lda, io.input(1, Float.self), ldb,
+                                useC ? 1 : 0, y, n32)
+                    return
+                }
+                PackedGemm.run(packed.get(threads: threads), a: io.input(0, Float.self), lda: k, bias: bias, c: y, ldc: n, m: m, threads: threads)
+            }
+        }
         return CompiledKernel(outputs: [out]) { [cRowStride, cColStride] io in
             guard total > 0 else { return }
             let y = io.output(0, Float.self)

@@ -1,0 +1,79 @@
+/* graft_kernels.h — Graft's own float32 GEMM for weight products (C11).
+ *
+ * C[M × N] = A[M × K] · B[K × N] (+ bias[N]) where B is a weight known when the model is
+ * planned. B is packed once into column panels of GRAFT_GEMM_NR floats with K contiguous per
+ * panel row (layout below); A and C are row-major with leading dimensions lda and ldc.
+ *
+ * Packed layout (floats, 64-byte aligned base):
+ *     packed[p][k][j] = B[k][p*NR + j]   for p < ceil(N/NR), k < K, j < NR
+ *   i.e. panel p starts at packed + p*K*NR; row k of panel p is NR contiguous floats;
+ *   columns p*NR + j >= N are zero.
+ *
+ * Micro-kernels (chosen once at run time, or forced per call for tests):
+ *   AVX-512F  12 rows × 32 columns (24 zmm accumulators), small-M variants for 1–2 rows;
+ *   AVX2+FMA   6 rows × 16 columns (12 ymm accumulators, half a panel), 1–2 rows × 32;
+ *   portable   4 rows × 32 columns in plain C.
+ * Every path reads the same packed layout, so one packing serves all of them.
+ */
+#ifndef GRAFT_KERNELS_H
+#define GRAFT_KERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Columns per packed panel. */
+/* Internal to libgraft: hidden, so the library exports only the API of graft.h (an ABI test
+ * checks the export list). */
+#define GRAFT_KERNEL_API __attribute__((visibility("hidden")))
+
+#define GRAFT_GEMM_NR 32
+
+/* Kernel paths. AUTO: the best the CPU supports, or the one named by the environment
+ * variable GRAFT_GEMM_PATH ("portable", "avx2", "avx512"; read once) when that is supported. */
+enum {
+    GRAFT_GEMM_AUTO = 0,
+    GRAFT_GEMM_PORTABLE = 1,
+    GRAFT_GEMM_AVX2 = 2,
+    GRAFT_GEMM_AVX512 = 3
+};
+
+/* 1 when `path` can run on this CPU (AUTO and PORTABLE always can). */
+GRAFT_KERNEL_API int graft_gemm_path_supported(int path);
+
+/* The path AUTO resolves to (never AUTO). */
+GRAFT_KERNEL_API int graft_gemm_resolved_path(void);
+
+/* Floats needed by the packed copy of a K × N weight: ceil(N/NR) * K * NR. */
+GRAFT_KERNEL_API size_t graft_gemm_packed_count(size_t k, size_t n);
+
+/* Packs B into `packed` (graft_gemm_packed_count(k, n) floats, 64-byte aligned).
+ * transposed == 0: B is [K × N] row-major (ONNX MatMul weight, [in, out]).
+ * transposed != 0: B is [N × K] row-major (Gemm with transB = 1, [out, in]). */
+GRAFT_KERNEL_API void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed);
+
+/* Panels [panel_begin, panel_end) of graft_gemm_pack_b's result (disjoint ranges may be packed
+ * on different threads). */
+GRAFT_KERNEL_API void graft_gemm_pack_b_panels(const float *b, size_t k, size_t n, int transposed, float *packed,
+                                               size_t panel_begin, size_t panel_end);
+
+/* C[rows, panels] = A[rows, :] · Bpacked[:, panels] (+ bias), for rows in
+ * [row_begin, row_end) of M and column panels in [panel_begin, panel_end) of ceil(N/NR):
+ * the caller splits either range across threads (the written parts of C are disjoint).
+ *   a:      [M × K] row-major, row stride lda (>= K)
+ *   packed: graft_gemm_pack_b output for this K and N
+ *   bias:   [N] or NULL
+ *   c:      [M × N] row-major, row stride ldc (>= N); overwritten (not accumulated)
+ * k == 0 writes bias (or zeros). path: GRAFT_GEMM_* (an unsupported path runs AUTO). */
+GRAFT_KERNEL_API void graft_gemm_packed(int path, size_t m, size_t n, size_t k,
+                       const float *a, size_t lda, const float *packed, const float *bias,
+                       float *c, size_t ldc,
+                       size_t row_begin, size_t row_end, size_t panel_begin, size_t panel_end);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
