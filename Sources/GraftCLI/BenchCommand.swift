@@ -88,6 +88,8 @@ struct Bench: ParsableCommand {
             print("model     \(model)")
             print("inputs    \(described.joined(separator: " "))")
             print("threads   \(threads)")
+            // Kernel steps per run (after folding, fusion and plan-time evaluation; GRAFT_FUSE=0 shows the unfused count).
+            print("steps     \(try session.plan(for: session.bind(inputs)).stepCount)")
             if !loaded.isEmpty {
                 let list = zip(loaded, adapterMs).map { "\($0.0.name) (\($0.0.plugin), \($0.0.sites.count) sites, load \(fmt($0.1)) ms)" }
                 print("adapters  \(list.joined(separator: ", ")) \(merged ? "merged" : "unmerged")")

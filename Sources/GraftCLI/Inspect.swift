@@ -28,7 +28,7 @@ struct Inspect: ParsableCommand {
             }
             let bytes = imported.initializers.values.reduce(0) { $0 + $1.byteCount }
             print("weights:   \(imported.initializers.count) initializers, \(formatBytes(bytes))")
-            print("nodes:     \(imported.nodes.count) in the file, \(core.graph.nodes.count) after folding and dead-node removal")
+            print("nodes:     \(imported.nodes.count) in the file, \(core.graph.nodes.count) after folding, dead-node removal and fusion")
             var histogram: [String: Int] = [:]
             for n in imported.nodes { histogram[KernelRegistry.key(domain: n.domain, opType: n.opType), default: 0] += 1 }
             print("sites:     \(core.sites.count) linear layers adapters can attach to")

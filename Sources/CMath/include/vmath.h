@@ -39,6 +39,28 @@ void vmath_softmax_row(const float *x, float *y, size_t n);
 enum { VMATH_ARITH_ADD = 0, VMATH_ARITH_SUB = 1, VMATH_ARITH_MUL = 2, VMATH_ARITH_DIV = 3 };
 void vmath_arith_row(int op, const float *a, ptrdiff_t sa, const float *b, ptrdiff_t sb, float *o, size_t n);
 
+/* Fused rows (fused.c), for the nodes GraftCore's fusion pass writes.
+ *
+ * Softmax of one row of n attention logits after a scale and an additive mask:
+ *     v[j] = x[j]·scale + mask[j·mask_stride]        (flags 0)
+ *     v[j] = (x[j] + mask[j·mask_stride])·scale      (VMATH_SOFTMAX_MASK_FIRST)
+ * with ÷scale for ·scale under VMATH_SOFTMAX_DIVIDE; mask NULL: no mask term; mask_stride 0
+ * repeats one value. y = softmax(v) as vmath_softmax_row. x, mask: n floats (strided); y: n
+ * floats, may be x. Each operation rounds as the unfused Mul/Div, Add and Softmax nodes do. */
+enum { VMATH_SOFTMAX_MASK_FIRST = 1, VMATH_SOFTMAX_DIVIDE = 2 };
+void vmath_softmax_scaled_row(const float *x, const float *mask, ptrdiff_t mask_stride, float scale, int flags,
+                              float *y, size_t n);
+/* The same on an explicit path (GRAFT_VMATH_SCALAR / _AVX2), for tests: 0, or -1 when the path
+ * is not available on this CPU. */
+int vmath_softmax_scaled_row_on(int path, const float *x, const float *mask, ptrdiff_t mask_stride, float scale,
+                                int flags, float *y, size_t n);
+
+/* y[i] = 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))), GELU's tanh approximation (ONNX Gelu
+ * approximate="tanh"), computed as x·sigmoid(2u) with vmath_sigmoid; x == y allowed. The _on
+ * form runs on an explicit path for tests (0, or -1 when the path is not available). */
+void vmath_gelu_tanh(const float *x, float *y, size_t n);
+int vmath_gelu_tanh_on(int path, const float *x, float *y, size_t n);
+
 /* Which path the functions above use: GRAFT_VMATH_SCALAR or GRAFT_VMATH_AVX2. */
 enum { GRAFT_VMATH_SCALAR = 0, GRAFT_VMATH_AVX2 = 1 };
 int vmath_path(void);

@@ -510,11 +510,8 @@ package enum ElementwiseKernels {
         case .gelu:
             let approx = ctx.node.string("approximate") ?? "none"
             if approx == "tanh" {
-                let k0: Float = 0.7978845608028654 // sqrt(2/pi)
                 return CompiledKernel(outputs: out) { io in
-                    runUnary(n, io.input(0, Float.self), io.output(0, Float.self), threads: threads, minPerThread: minPer) { x in
-                        0.5 * x * (1 + tanhf(k0 * (x + 0.044715 * x * x * x)))
-                    }
+                    runVector(n, io.input(0, Float.self), io.output(0, Float.self), threads: threads, minPerThread: minPer, vmath_gelu_tanh)
                 }
             }
             guard approx == "none" else { throw ctx.fail(.invalidModel, "approximate must be 'none' or 'tanh', not '\(approx)'") }

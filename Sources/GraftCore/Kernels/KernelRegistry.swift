@@ -11,6 +11,7 @@ package enum KernelRegistry {
             ShapeKernels.entries,
             IndexingKernels.entries,
             LinearKernels.entries,
+            FusedKernels.entries,
         ]
         for family in families {
             for (key, factory) in family {

@@ -58,7 +58,7 @@ package enum NormalizationKernels {
         let meanOut = !rms && wanted(1) ? 1 : -1
         let invOut = rms ? (wanted(1) && !statNames.isEmpty ? 1 : -1) : (wanted(2) ? 2 : -1)
         let threads = ctx.threads
-        let fn = Float(n)
+        let row = RowNorm(n: n, rms: rms, epsilon: epsilon, scaleStride: scaleStride, hasBias: hasBias, biasStride: biasStride)
 
         return CompiledKernel(outputs: outputTypes) { io in
             let px = io.input(0, Float.self), py = io.output(0, Float.self)
@@ -69,43 +69,65 @@ package enum NormalizationKernels {
             guard n > 0 else { return }
             parallelFor(rows, threads: threads, minPerThread: max(1, grain / n)) { range in
                 for r in range {
-                    let xr = px + r * n, yr = py + r * n
-                    // Rows are centred as (x - m0) - dm: m0 is the first-pass mean, dm its
-                    // correction; both floats, so the row offset cancels exactly.
-                    let mean: Float, inv: Float, m0: Float, dm: Float
-                    if rms {
-                        mean = 0; m0 = 0; dm = 0
-                        inv = 1 / sqrtf(deviations(xr, n, around: 0).squares / fn + epsilon)
-                    } else {
-                        // Corrected two-pass: the second pass's sum of deviations repairs the
-                        // rounding of the first mean (rows with a large offset, say).
-                        m0 = ReductionKernels.sumFloats(xr, n) / fn
-                        let (d, d2) = deviations(xr, n, around: m0)
-                        dm = d / fn
-                        mean = m0 + dm
-                        inv = 1 / sqrtf(max(d2 - d * d / fn, 0) / fn + epsilon)
-                    }
+                    let (mean, inv) = row.run(px + r * n, py + r * n, ps, pb)
                     pm?[r] = mean
                     pi?[r] = inv
-                    if rms {
-                        if scaleStride == 1 {
-                            for j in 0..<n { yr[j] = xr[j] * inv * ps[j] }
-                        } else {
-                            let s = ps[0]
-                            for j in 0..<n { yr[j] = xr[j] * inv * s }
-                        }
-                    } else if scaleStride == 1 && hasBias && biasStride == 1 {
-                        for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] + pb[j] }
-                    } else if scaleStride == 1 && !hasBias {
-                        for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] }
-                    } else {
-                        for j in 0..<n {
-                            let b: Float = hasBias ? pb[j * biasStride] : 0
-                            yr[j] = ((xr[j] - m0) - dm) * inv * ps[j * scaleStride] + b
-                        }
-                    }
                 }
             }
+        }
+    }
+
+    /// One row's normalisation: LayerNormalization (`rms` false: centred, scaled, biased) or RMS
+    /// norm (`x · 1/√(mean(x²) + ε) · scale`). Shared by the kernels above and the fused
+    /// residual-add kernels (FusedKernels.swift), so both normalise identically.
+    struct RowNorm: Sendable {
+        let n: Int
+        let rms: Bool
+        let epsilon: Float
+        let scaleStride: Int   // 1: a scale per element, 0: one value
+        let hasBias: Bool
+        let biasStride: Int
+
+        /// Normalises the row `xr` [n] into `yr` [n] (which may be `xr`: every element is read
+        /// before it is written) with scale `ps` and bias `pb` (strided as above; `pb` unused
+        /// without a bias). Returns the mean (0 for RMS) and the inverse standard deviation.
+        @inline(__always)
+        func run(_ xr: UnsafePointer<Float>, _ yr: UnsafeMutablePointer<Float>, _ ps: UnsafePointer<Float>,
+                 _ pb: UnsafePointer<Float>) -> (mean: Float, inv: Float) {
+            let fn = Float(n)
+            // Rows are centred as (x - m0) - dm: m0 is the first-pass mean, dm its
+            // correction; both floats, so the row offset cancels exactly.
+            let mean: Float, inv: Float, m0: Float, dm: Float
+            if rms {
+                mean = 0; m0 = 0; dm = 0
+                inv = 1 / sqrtf(deviations(xr, n, around: 0).squares / fn + epsilon)
+            } else {
+                // Corrected two-pass: the second pass's sum of deviations repairs the
+                // rounding of the first mean (rows with a large offset, say).
+                m0 = ReductionKernels.sumFloats(xr, n) / fn
+                let (d, d2) = deviations(xr, n, around: m0)
+                dm = d / fn
+                mean = m0 + dm
+                inv = 1 / sqrtf(max(d2 - d * d / fn, 0) / fn + epsilon)
+            }
+            if rms {
+                if scaleStride == 1 {
+                    for j in 0..<n { yr[j] = xr[j] * inv * ps[j] }
+                } else {
+                    let s = ps[0]
+                    for j in 0..<n { yr[j] = xr[j] * inv * s }
+                }
+            } else if scaleStride == 1 && hasBias && biasStride == 1 {
+                for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] + pb[j] }
+            } else if scaleStride == 1 && !hasBias {
+                for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] }
+            } else {
+                for j in 0..<n {
+                    let b: Float = hasBias ? pb[j * biasStride] : 0
+                    yr[j] = ((xr[j] - m0) - dm) * inv * ps[j * scaleStride] + b
+                }
+            }
+            return (mean, inv)
         }
     }
 

@@ -11,7 +11,11 @@ package enum SymbolicShapes {
 
     /// Dims of every value of `graph`, or nil when the graph cannot be planned for the probe
     /// sizes (more than eight symbols, or shape rules that constrain the symbols).
-    package static func infer(_ graph: Graph) -> [String: [Dim]]? {
+    package static func infer(_ graph: Graph) -> [String: [Dim]]? { inferTypes(graph)?.dims }
+
+    /// `infer`, plus each value's element type (the same in both probes; the fusion pass checks
+    /// operands are float32 with it).
+    package static func inferTypes(_ graph: Graph) -> (dims: [String: [Dim]], dtypes: [String: DType])? {
         var symbols: [String] = []
         func probeTypes(_ probe: [Int]) -> [TensorType]? {
             var types: [TensorType] = []
@@ -41,11 +45,13 @@ package enum SymbolicShapes {
         else { return nil }
 
         var result: [String: [Dim]] = [:]
+        var dtypes: [String: DType] = [:]
         for (name, ta) in a.types {
             guard let tb = b.types[name], ta.shape.count == tb.shape.count else { continue }
             result[name] = zip(ta.shape, tb.shape).map { x, y in dim(x, y, symbols) }
+            if ta.dtype == tb.dtype { dtypes[name] = ta.dtype }
         }
-        return result
+        return (result, dtypes)
     }
 
     private static func dim(_ x: Int, _ y: Int, _ symbols: [String]) -> Dim {

@@ -21,21 +21,24 @@ package final class CoreModel: Sendable {
     /// names Graft resolves itself. `limits`: the caps this model, its sessions and the
     /// adapters loaded for it obey (validated: each at least 1).
     package convenience init(path: String, externalData: Bool = true, siteMap: [String: String] = [:],
-                             limits: Limits = .defaults) throws {
+                             limits: Limits = .defaults, fuse: Bool = Fusion.enabledByEnvironment) throws {
         try self.init(graph: ONNXImporter.load(path: path, externalData: externalData, limits: limits.validated()),
-                      source: path, siteMap: siteMap)
+                      source: path, siteMap: siteMap, fuse: fuse)
     }
 
     /// Loads an ONNX model from bytes (external data is refused: there is no folder).
-    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:], limits: Limits = .defaults) throws {
+    package convenience init(bytes: UnsafeRawBufferPointer, siteMap: [String: String] = [:], limits: Limits = .defaults,
+                             fuse: Bool = Fusion.enabledByEnvironment) throws {
         try self.init(graph: ONNXImporter.load(bytes: bytes, folder: nil, limits: limits.validated()),
-                      source: "<memory>", siteMap: siteMap)
+                      source: "<memory>", siteMap: siteMap, fuse: fuse)
     }
 
     /// The caps the model was loaded with.
     package var limits: Limits { graph.limits }
 
-    package init(graph imported: Graph, source: String, siteMap: [String: String] = [:]) throws {
+    /// `fuse`: run the fusion pass (`Passes/Fusion.swift`); off with `GRAFT_FUSE=0`.
+    package init(graph imported: Graph, source: String, siteMap: [String: String] = [:],
+                 fuse: Bool = Fusion.enabledByEnvironment) throws {
         CoreModel.configureBLAS
         var g = try GraphValidation.validateAndSort(imported)
         g = DeadNodeElimination.run(g)
@@ -44,13 +47,17 @@ package final class CoreModel: Sendable {
         // Folding turns constant subgraphs (Constant nodes, arithmetic on weights) into
         // initializers: the weight cap covers what the model holds after it too.
         try g.limits.check(.weightBytes, g.initializers.values.reduce(0) { $0 + $1.byteCount }, "\(source): the weights after constant folding", verb: "need")
-        let shapes = SymbolicShapes.infer(g)
+        let inferred = SymbolicShapes.inferTypes(g)
+        let shapes = inferred?.dims
         if let shapes { try CoreModel.checkDeclaredShapes(g, shapes) }
-        graph = g
         symbolicShapes = shapes
         sites = try SiteDiscovery.discover(g, siteMap: siteMap)
         siteNames = SiteNameTable(sites)
         blocks = BlockDiscovery.discover(g, sites: sites)
+        // Fusions run last, on what sites and blocks were found in: they never absorb a site's
+        // nodes or a block's, so both still describe the fused graph.
+        if fuse { g = Fusion.run(g, shapes: shapes, dtypes: inferred?.dtypes, sites: sites, blocks: blocks) }
+        graph = g
         self.source = source
     }
 
