@@ -27,8 +27,10 @@ typedef void (*tile_fn)(size_t mr, size_t kc, const float *a, size_t lda, const 
 
 /* ---------------------------------------------------------------- blocking */
 
-/* K block: Bpanel[KC × NR] (KC*128 bytes) should stay in L1 while a row block streams past. */
-static _Atomic size_t kc_block = 256;
+/* K block: the AVX2 tile reads B[KC × 16] (KC*64 bytes) per pass, kept in L1/L2 while the row
+ * tiles stream past. 512 measured 0–4% faster than 256 at 128 rows (fewer passes over C), and
+ * faster at 512–1024 rows with K = 1536; the AVX-512 path was not re-measured (no such CPU here). */
+static _Atomic size_t kc_block = 512;
 /* Row block: A[MC × KC] should stay in L2 while the panels stream past (multiple of 12, 6, 4). */
 static _Atomic size_t mc_block = 240;
 
@@ -90,6 +92,10 @@ AVX2_INLINE void avx2_6x16(const size_t MR, size_t kc, const float *a, size_t ld
                            float *c, size_t ldc, size_t nc, const float *bias, int accumulate) {
     __m256 c0[6], c1[6];
     for (size_t r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_ps();
+    /* Unrolled 4× (measured 1–4% faster than clang's default here). */
+#if defined(__clang__)
+#pragma clang loop unroll_count(4)
+#endif
     for (size_t k = 0; k < kc; k++) {
         /* The first tile of a panel reads B from memory: prefetch both lines of the packed row
          * PF_TILE rows ahead (this half's and the other half's, which the next half-panel pass

@@ -120,7 +120,9 @@ fileprivate func checkGrid(_ path: PackedGemm.Path) {
     @Test(.enabled(if: PackedGemm.supported(.avx512), "CPU without AVX-512F")) func avx512Path() { checkGrid(.avx512) }
 
     /// Thread splits by rows and by panels, 1–4 threads, give the same result as one thread.
-    @Test(arguments: [(129, 1536, 385), (64, 384, 64), (1, 1536, 385), (3, 33, 7)])
+    /// (129, 96, 1100): more than four row tiles and K over two K blocks (KC = 512), so later
+    /// blocks add to C; (30, 40, 1100): four row tiles or fewer stream K unblocked.
+    @Test(arguments: [(129, 1536, 385), (64, 384, 64), (1, 1536, 385), (3, 33, 7), (129, 96, 1100), (30, 40, 1100)])
     func threadSplits(_ shape: (Int, Int, Int)) {
         let (m, n, k) = shape
         var rng = Rng(s: UInt64(m * 31 + n))
