@@ -81,7 +81,9 @@ enum FusedAttentionKernel {
                         let kh = pk + bi * sk * hd + h * d
                         let vh = pv + bi * sk * hdv + h * dv
                         let yh = py + (bi * sq + i0) * hdv + h * dv
-                        if rows == 1 {
+                        if d == 0 {   // empty dot products (and BLAS refuses a leading dimension of 0)
+                            s.update(repeating: 0, count: rows * sk)
+                        } else if rows == 1 {
                             s.update(repeating: 0, count: sk)   // GEMV reads y when beta = 0 in some builds
                             cblas_sgemv(CblasRowMajor, CblasNoTrans, sk32, d32, 1, kh, ld32, qh, 1, 0, s, 1)
                         } else {
