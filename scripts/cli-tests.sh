@@ -53,6 +53,11 @@ expect_error "unknown input" "'nope' is not an input" "$graft" run "$m/model.onn
 expect_error "wrong dtype" "must be int64" "$graft" run "$m/model.onnx" --input input_ids="$fixtures/vit_torchscript/basic/inputs/pixel_values.npy" --input-dir "$m/basic/inputs"
 expect_error "missing input" "input 'attention_mask' is missing" "$graft" run "$m/model.onnx" --input input_ids="$m/basic/inputs/input_ids.npy" --input token_type_ids="$m/basic/inputs/token_type_ids.npy"
 expect_error "bad --input" "NAME=FILE" "$graft" run "$m/model.onnx" --input justaname
+expect_error "weight limit" "GRAFT_LIMIT_WEIGHT_BYTES" "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --limit weight-bytes=1000
+expect_error "tensor limit" "GRAFT_LIMIT_TENSOR_BYTES" "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --limit GRAFT_LIMIT_TENSOR_BYTES=100
+expect_error "unknown limit" "unknown limit 'nope'" "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --limit nope=3
+if "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --expect "$m/basic/ort" --limit weight-bytes=100000000 >/dev/null; then ok
+else fail "a limit above what the model needs changes nothing"; fi
 
 # 4. graft bench --profile: the per-operator table names the MatMuls (12 in bert: the projections;
 #    the attention products run inside its 2 FusedAttention nodes) and a total.

@@ -40,6 +40,9 @@ struct Bench: ParsableCommand {
     @Option(help: "Threads the session may use.")
     var threads: Int = 1
 
+    @Option(name: .customLong("limit"), help: "A model limit as NAME=VALUE (repeatable), e.g. weight-bytes=100000000 or GRAFT_LIMIT_TENSOR_BYTES=1000000 (docs/ROBUSTNESS.md).")
+    var limits: [String] = []
+
     @Option(name: .customLong("adapter"), help: "An adapter to bind (repeatable; PEFT directory or anything a plugin claims), scale 1.")
     var adapters: [String] = []
 
@@ -66,7 +69,7 @@ struct Bench: ParsableCommand {
         try reportingErrors {
             for p in plugin { try PluginRegistry.load(path: p) }
             let t0 = now()
-            let core = try CoreModel(path: model)
+            let core = try CoreModel(path: model, limits: try parseLimits(limits))
             let loadMs = ms(since: t0)
 
             var loaded: [CoreAdapter] = []

@@ -26,9 +26,12 @@ struct Run: ParsableCommand {
     @Option(help: "Threads the session may use.")
     var threads: Int = 1
 
+    @Option(name: .customLong("limit"), help: "A model limit as NAME=VALUE (repeatable), e.g. weight-bytes=100000000 or GRAFT_LIMIT_TENSOR_BYTES=1000000 (docs/ROBUSTNESS.md).")
+    var limits: [String] = []
+
     func run() throws {
         let failed: Bool = try reportingErrors {
-            let core = try CoreModel(path: model)
+            let core = try CoreModel(path: model, limits: try parseLimits(limits))
             var named: [String: HostTensor] = [:]
             for spec in inputs {
                 guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {

@@ -141,6 +141,46 @@ int main(int argc, char **argv) {
             npy_free(&with);
             npy_free(&without);
 
+            // Routed experts (moe_topk2): forced expert 1 at every router, allow / deny masks with a
+            // record, against make_routing_fixtures.py's PyTorch references (the fixture inputs
+            // are bert_torchscript/basic's, the ones run here).
+            graft::Adapter moe(fm, root + "/adapters/bert/moe_topk2");
+            CHECK(moe.router("layer.0.attention.self.value") == 1);
+            fs.set_adapters({{&moe, 1.0f}});
+            graft::Routing forced;
+            for (size_t r = 0; r < 4; r++) forced.force(moe, r, {1});
+            npy_array force_ref, allow_ref;
+            CHECK(npy_read((root + "/moe_control/force_e1/last_hidden_state.npy").c_str(), &force_ref) == 0);
+            CHECK(npy_read((root + "/moe_control/allow_03_deny2/last_hidden_state.npy").c_str(), &allow_ref) == 0);
+            auto f = fs.run(views, forced);
+            CHECK(max_diff(f.at("last_hidden_state"), force_ref, 0, f.at("last_hidden_state").count()) <= 1e-4);
+            graft::Routing masked;
+            masked.allow(moe, 0, {0, 3}).deny(moe, 3, {2}).record();
+            CHECK(masked.decisions().empty());
+            auto m = fs.run(views, masked);
+            CHECK(max_diff(m.at("last_hidden_state"), allow_ref, 0, m.at("last_hidden_state").count()) <= 1e-4);
+            auto decisions = masked.decisions();
+            CHECK(decisions.size() == 4 && decisions[0].adapter == "moe_topk2" && decisions[0].experts == 4);
+            bool only_allowed = !decisions.empty() && decisions[0].tokens > 0;
+            for (size_t t = 0; only_allowed && t < decisions[0].tokens; t++)
+                only_allowed = decisions[0].weights[t * 4 + 1] == 0 && decisions[0].weights[t * 4 + 2] == 0;
+            CHECK(only_allowed);
+            try {
+                forced.force(moe, 0, {7});
+                CHECK(false);
+            } catch (const graft::Error &e) {
+                CHECK(e.status() == GRAFT_STATUS_INVALID_ARGUMENT && std::string(e.what()).find("out of range") != std::string::npos);
+            }
+            try {
+                forced.allow(moe, 0, {2});   // force and allow on one router
+                CHECK(false);
+            } catch (const graft::Error &e) {
+                CHECK(e.status() == GRAFT_STATUS_INVALID_ARGUMENT && std::string(e.what()).find("cannot be combined") != std::string::npos);
+            }
+            fs.set_adapters({});
+            npy_free(&force_ref);
+            npy_free(&allow_ref);
+
             // VLoRA: image features as an auxiliary input, and a request adapter, on the llama.
             graft::Model llama(root + "/llama_torchscript/model.onnx");
             graft::Adapter vlora(llama, root + "/vlora/llama_qv_r4");

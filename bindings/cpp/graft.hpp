@@ -215,6 +215,14 @@ public:
     std::string name() const { return graft_adapter_name(handle_); }
     graft_adapter *get() const noexcept { return handle_; }
 
+    /// The index of the router at the site named `site` (module name or a '.'-suffix of it),
+    /// for the routing controls of `Routing`.
+    size_t router(const std::string &site) const {
+        size_t index = 0;
+        detail::check(graft_adapter_find_router(handle_, site.c_str(), &index));
+        return index;
+    }
+
     /// The auxiliary input this adapter's generator reads ("image_features" for VLoRA), or
     /// std::nullopt for an adapter without a generator.
     std::optional<std::string> aux_input() const {
@@ -239,6 +247,104 @@ private:
 /// Loads an adapter plugin shared object (plugins beside libgraft.so and in GRAFT_PLUGIN_PATH
 /// are found automatically).
 inline void load_plugin(const std::string &path) { detail::check(graft_plugin_load(path.c_str())); }
+
+/// One router evaluation of a run with a record (graft_routing_entry, copied).
+struct RoutingDecision {
+    std::string adapter;
+    uint32_t router = 0;
+    size_t site = 0, tokens = 0, experts = 0;
+    std::vector<float> weights;   // [tokens x experts]; an expert was chosen when its weight != 0
+};
+
+/// Per-request control of routed experts (docs/ADAPTERS.md, "Controlling routed experts"):
+/// allow / deny / force masks and routing overrides per (adapter, router), and a record of the
+/// decisions of the runs made with it. Pass it to Session::run(inputs, routing). Move-only.
+class Routing {
+public:
+    Routing() { detail::check(graft_run_options_create(&options_)); }
+    ~Routing() {
+        graft_run_options_free(options_);
+        graft_routing_record_free(record_);
+    }
+    Routing(Routing &&other) noexcept
+        : options_(std::exchange(other.options_, nullptr)), record_(std::exchange(other.record_, nullptr)) {}
+    Routing &operator=(Routing &&other) noexcept {
+        if (this != &other) {
+            graft_run_options_free(options_);
+            graft_routing_record_free(record_);
+            options_ = std::exchange(other.options_, nullptr);
+            record_ = std::exchange(other.record_, nullptr);
+        }
+        return *this;
+    }
+    Routing(const Routing &) = delete;
+    Routing &operator=(const Routing &) = delete;
+
+    /// The router chooses among `experts` only (GRAFT_EXPERTS_ALLOW); empty clears the mask.
+    Routing &allow(const Adapter &a, size_t router, const std::vector<size_t> &experts) { return mask(a, router, GRAFT_EXPERTS_ALLOW, experts); }
+    /// The router never chooses `experts` (GRAFT_EXPERTS_DENY); empty clears the mask.
+    Routing &deny(const Adapter &a, size_t router, const std::vector<size_t> &experts) { return mask(a, router, GRAFT_EXPERTS_DENY, experts); }
+    /// Each of `experts` gets weight 1 on every token, the router bypassed (GRAFT_EXPERTS_FORCE).
+    Routing &force(const Adapter &a, size_t router, const std::vector<size_t> &experts) { return mask(a, router, GRAFT_EXPERTS_FORCE, experts); }
+
+    /// Caller weights [tokens x experts] replace the router's output; empty clears it.
+    Routing &override_weights(const Adapter &a, size_t router, const std::vector<float> &weights, size_t tokens, size_t experts) {
+        detail::check(graft_run_options_set_routing(options_, a.get(), router, weights.empty() ? nullptr : weights.data(),
+                                                    tokens, experts));
+        return *this;
+    }
+
+    /// Makes the runs with this object record their routing decisions (see decisions()).
+    Routing &record() {
+        if (!record_) {
+            detail::check(graft_routing_record_create(&record_));
+            detail::check(graft_run_options_set_routing_record(options_, record_));
+        }
+        return *this;
+    }
+
+    /// The decisions of the last run made with this object (record() first; empty before).
+    std::vector<RoutingDecision> decisions() const {
+        std::vector<RoutingDecision> out;
+        if (!record_) return out;
+        size_t n = 0;
+        detail::check(graft_routing_record_count(record_, &n));
+        for (size_t i = 0; i < n; i++) {
+            graft_routing_entry e;
+            e.struct_size = sizeof e;
+            detail::check(graft_routing_record_entry(record_, i, &e));
+            out.push_back(RoutingDecision{e.adapter, e.router, e.site, e.tokens, e.experts,
+                                          std::vector<float>(e.weights, e.weights + e.tokens * e.experts)});
+        }
+        return out;
+    }
+
+    const graft_run_options *get() const noexcept { return options_; }
+
+private:
+    /// A mask of E bytes from expert indices: E is the router's expert count, from the adapter.
+    Routing &mask(const Adapter &a, size_t router, int32_t mode, const std::vector<size_t> &experts) {
+        if (experts.empty()) {
+            detail::check(graft_run_options_set_experts(options_, a.get(), router, mode, nullptr, 0));
+            return *this;
+        }
+        size_t site = 0, count = 0;
+        detail::check(graft_adapter_router_info(a.get(), router, &site, &count));
+        std::vector<uint8_t> m(count, 0);
+        for (size_t e : experts) {
+            if (e >= count)
+                throw Error(GRAFT_STATUS_INVALID_ARGUMENT, "expert " + std::to_string(e) + " is out of range: router " +
+                                                               std::to_string(router) + " of adapter '" + a.name() +
+                                                               "' has " + std::to_string(count) + " experts");
+            m[e] = 1;
+        }
+        detail::check(graft_run_options_set_experts(options_, a.get(), router, mode, m.data(), m.size()));
+        return *this;
+    }
+
+    graft_run_options *options_ = nullptr;
+    graft_routing_record *record_ = nullptr;
+};
 
 /// A session (graft_session) over a model; the model must stay alive while the session is
 /// used through this wrapper (the C library keeps the model's memory alive regardless).
@@ -310,6 +416,11 @@ public:
 
     /// Runs on `inputs` (every declared input, by name) and returns every output by name.
     std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs) { return run_with(inputs, nullptr); }
+
+    /// Runs with per-request expert routing control (and a record, when `routing.record()`).
+    std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs, const Routing &routing) {
+        return run_with(inputs, routing.get());
+    }
 
     /// Runs with auxiliary tensors for generator adapters (VLoRA: {"image_features", [N_v, d_v]}
     /// for every row, or [batch, N_v, d_v]), generated weights applied as `merge`
