@@ -59,9 +59,11 @@ expect_error "unknown limit" "unknown limit 'nope'" "$graft" run "$m/model.onnx"
 if "$graft" run "$m/model.onnx" --input-dir "$m/basic/inputs" --expect "$m/basic/ort" --limit weight-bytes=100000000 >/dev/null; then ok
 else fail "a limit above what the model needs changes nothing"; fi
 
-# 4. graft bench --profile: the per-operator table names the MatMuls (16 in bert) and a total.
+# 4. graft bench --profile: the per-operator table names the MatMuls (12 in bert: the projections;
+#    the attention products run inside its 2 FusedAttention nodes) and a total.
 if out=$("$graft" bench "$m/model.onnx" --iterations 2 --warmup 1 --vocab 200 --dim batch=2 --dim sequence=8 --profile 2>&1) &&
-   grep -q "^profile " <<<"$out" && grep -qE "^  MatMul +16 " <<<"$out" && grep -qE "^  total " <<<"$out"; then ok
+   grep -q "^profile " <<<"$out" && grep -qE "^  MatMul +12 " <<<"$out" &&
+   grep -qE "^  FusedAttention +2 " <<<"$out" && grep -qE "^  total " <<<"$out"; then ok
 else fail "graft bench --profile: $out"; fi
 
 echo "cli: $passed passed, $failed failed"

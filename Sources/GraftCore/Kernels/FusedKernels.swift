@@ -15,6 +15,8 @@ package enum FusedKernels {
         // (attribute epsilon): the LayerNormalization kernel.
         ("graft:FusedLayerNorm", { try NormalizationKernels.norm($0, rms: false) }),
         ("graft:FusedAddNorm", addNorm),
+        // Q, K, V [B, S, H·D], mask → attention output [B, Sq, H·Dv] (FusedAttention.swift).
+        ("graft:FusedAttention", FusedAttentionKernel.make),
     ]
 
     /// Residual add + normalisation in one pass per row:

@@ -3,9 +3,9 @@ import Glibc
 #endif
 
 /// Load-time fusions: rewrites chains of elementwise nodes that the exporters write for one
-/// framework op (GELU, scaled + masked softmax, LayerNorm / RMS norm, residual add + norm) into
+/// framework op (GELU, scaled + masked softmax, attention, LayerNorm / RMS norm, residual add + norm) into
 /// one node of the private domain `graft`, whose kernel (`Kernels/FusedKernels.swift`) does the
-/// chain in one pass. Matchers: `FusionGelu`, `FusionSoftmax`, `FusionNorm`.
+/// chain in one pass. Matchers: `FusionGelu`, `FusionSoftmax`, `FusionAttention`, `FusionNorm`.
 ///
 /// A chain is rewritten only when the rewrite computes the same function:
 /// - every value inside the chain is read only by the chain and is not a graph output;
@@ -47,7 +47,8 @@ package enum Fusion {
             changed = true
         }
         guard changed else { return graph }
-        return (try? GraphValidation.validateAndSort(g)) ?? graph
+        // The attention fusion leaves its Reshapes' shape computations unread: drop them.
+        return (try? DeadNodeElimination.run(GraphValidation.validateAndSort(g))) ?? graph
     }
 
     /// Matchers in the order they run; each sees the graph the previous ones left (the residual
@@ -55,6 +56,7 @@ package enum Fusion {
     static let stages: [@Sendable (inout FusionContext) -> Void] = [
         FusionGelu.match,
         FusionSoftmax.match,
+        FusionAttention.match,       // reads the FusedScaledSoftmax nodes FusionSoftmax wrote
         FusionNorm.matchLayerNorm,   // before RMS: its tail is an RMS norm of the centred value
         FusionNorm.matchRMS,
         FusionNorm.matchAddNorm,

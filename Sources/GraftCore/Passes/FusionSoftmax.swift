@@ -1,5 +1,6 @@
 /// Attention scores: `Softmax(MatMul(Q, Kᵀ) · s + M)` → `graft:FusedScaledSoftmax(S, M)`, the
-/// scale and the mask applied while the softmax reads each row. The MatMuls stay as they are.
+/// scale and the mask applied while the softmax reads each row. The MatMuls stay; when the
+/// whole eager-attention chain around it matches, `FusionAttention` then takes this node in.
 ///
 /// Both exporters write (transformers' eager attention) `Softmax(Add(Mul(MatMul, 0.25), mask))`;
 /// also matched: the scale as `Div(S, d)` or `Mul(s, S)`, the mask added before the scale
