@@ -20,6 +20,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -395,23 +396,10 @@ public:
 
     /// Runs with one adapter per batch row (nullptr: the base model), for this run only.
     std::map<std::string, Tensor> run(const std::vector<TensorView> &inputs, const std::vector<const Adapter *> &row_adapters) {
-        graft_run_options *opts = nullptr;
-        detail::check(graft_run_options_create(&opts));
-        std::vector<graft_adapter *> rows;
-        for (const Adapter *a : row_adapters) rows.push_back(a ? a->get() : nullptr);
-        graft_status s = graft_run_options_set_row_adapters(opts, rows.data(), rows.size());
-        if (s != GRAFT_STATUS_OK) {
-            graft_run_options_free(opts);
-            detail::check(s);
-        }
-        try {
-            auto result = run_with(inputs, opts);
-            graft_run_options_free(opts);
-            return result;
-        } catch (...) {
-            graft_run_options_free(opts);
-            throw;
-        }
+        OwnedOptions opts = make_options();
+        std::vector<graft_adapter *> rows = handles(row_adapters);
+        detail::check(graft_run_options_set_row_adapters(opts.get(), rows.data(), rows.size()));
+        return run_with(inputs, opts.get());
     }
 
     /// Runs on `inputs` (every declared input, by name) and returns every output by name.
@@ -428,29 +416,29 @@ public:
     std::map<std::string, Tensor> run_aux(const std::vector<TensorView> &inputs, const std::vector<TensorView> &aux,
                                           int32_t merge = GRAFT_MERGE_AUTO,
                                           const std::vector<const Adapter *> &row_adapters = {}) {
-        graft_run_options *opts = nullptr;
-        detail::check(graft_run_options_create(&opts));
+        OwnedOptions opts = make_options();
         std::vector<graft_tensor> t = detail::views(aux);
-        std::vector<graft_adapter *> rows;
-        for (const Adapter *a : row_adapters) rows.push_back(a ? a->get() : nullptr);
-        graft_status s = graft_run_options_set_aux(opts, t.data(), t.size());
-        if (s == GRAFT_STATUS_OK) s = graft_run_options_set_merge(opts, merge);
-        if (s == GRAFT_STATUS_OK && !rows.empty()) s = graft_run_options_set_row_adapters(opts, rows.data(), rows.size());
-        if (s != GRAFT_STATUS_OK) {
-            graft_run_options_free(opts);
-            detail::check(s);
-        }
-        try {
-            auto result = run_with(inputs, opts);
-            graft_run_options_free(opts);
-            return result;
-        } catch (...) {
-            graft_run_options_free(opts);
-            throw;
-        }
+        std::vector<graft_adapter *> rows = handles(row_adapters);
+        detail::check(graft_run_options_set_aux(opts.get(), t.data(), t.size()));
+        detail::check(graft_run_options_set_merge(opts.get(), merge));
+        if (!rows.empty()) detail::check(graft_run_options_set_row_adapters(opts.get(), rows.data(), rows.size()));
+        return run_with(inputs, opts.get());
     }
 
 private:
+    /// Run options freed on every path out of a run (graft_run_options_free accepts NULL).
+    using OwnedOptions = std::unique_ptr<graft_run_options, void (*)(graft_run_options *)>;
+    static OwnedOptions make_options() {
+        graft_run_options *opts = nullptr;
+        detail::check(graft_run_options_create(&opts));
+        return OwnedOptions(opts, graft_run_options_free);
+    }
+    static std::vector<graft_adapter *> handles(const std::vector<const Adapter *> &adapters) {
+        std::vector<graft_adapter *> out;
+        for (const Adapter *a : adapters) out.push_back(a ? a->get() : nullptr);
+        return out;
+    }
+
     std::map<std::string, Tensor> run_with(const std::vector<TensorView> &inputs, const graft_run_options *options) {
         std::vector<graft_tensor> in = views(inputs);
         std::vector<Tensor> results;
