@@ -11,18 +11,15 @@ import Glibc
 private let pluginStrings = PluginStrings()
 
 private final class PluginStrings: @unchecked Sendable {
-    private var table: [String: (UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>)] = [:]
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-
-    init() { pthread_mutex_init(lock, nil) }
+    private let table = Locked<[String: (UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>)]>([:])
 
     func strings(_ p: LoadedPlugin) -> (UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>, UnsafeMutablePointer<CChar>) {
-        pthread_mutex_lock(lock)
-        defer { pthread_mutex_unlock(lock) }
-        if let s = table[p.path] { return s }
-        let s = (strdup(p.name)!, strdup(p.version)!, strdup(p.description)!)
-        table[p.path] = s
-        return s
+        table.withLock { table in
+            if let s = table[p.path] { return s }
+            let s = (strdup(p.name)!, strdup(p.version)!, strdup(p.description)!)
+            table[p.path] = s
+            return s
+        }
     }
 }
 

@@ -1,5 +1,4 @@
 import CGraftPlugin
-import Synchronization
 
 /// A weight generator declared by a plugin (plugin ABI 1.2, `add_generator`; VLoRA): an ONNX
 /// model that Graft loads and runs itself, turning a request's auxiliary input (an image's
@@ -34,7 +33,7 @@ package final class AdapterGenerator: @unchecked Sendable {
     /// The auxiliary input the caller passes; the generator's only graph input.
     package let auxInput: String
     package let terms: [Term]
-    private let idle = Mutex<[Pooled]>([])
+    private let idle = Locked<[Pooled]>([])
     /// A session handed between threads through the pool (used by one thread at a time).
     private final class Pooled: @unchecked Sendable {
         let session: CoreSession

@@ -1,5 +1,4 @@
 import CGraftPlugin
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -19,7 +18,7 @@ package struct LoadedPlugin: @unchecked Sendable {
 /// `libgraft.so` for C users), then in each entry of `GRAFT_PLUGIN_PATH` (files, or folders
 /// whose `libGraftPlugin*.so` files are loaded); `load(path:)` loads one explicitly.
 package enum PluginRegistry {
-    private static let state = Mutex<(plugins: [LoadedPlugin], problems: [String])>(([], []))
+    private static let state = Locked<(plugins: [LoadedPlugin], problems: [String])>(([], []))
 
     /// Smallest plugin table the host can use: everything up to and including `ctx`.
     static let minimalTableSize = MemoryLayout<graft_plugin>.size
@@ -69,7 +68,7 @@ package enum PluginRegistry {
     }
 
     /// Held for the whole of discovery, so that no caller sees a partial plugin list.
-    private static let discovery = Mutex(false)
+    private static let discovery = Locked(false)
 
     /// Loads the plugins found beside Graft's binary and in GRAFT_PLUGIN_PATH, once.
     /// A candidate that fails to load is recorded (see `problems`) and skipped.

@@ -1,6 +1,5 @@
 import CKernels
 import COpenBLAS
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -47,7 +46,7 @@ package final class PackedWeight: @unchecked Sendable {
 package enum PackedWeightCache {
     struct Key: Hashable { let address: UInt, k: Int, n: Int, transposed: Bool }
     final class WeakBox: @unchecked Sendable { weak var value: PackedWeight? }
-    private static let table = Mutex<[Key: WeakBox]>([:])
+    private static let table = Locked<[Key: WeakBox]>([:])
 
     package static func packed(_ b: HostTensor, k: Int, n: Int, transposed: Bool, threads: Int = 1) -> PackedWeight {
         let key = Key(address: UInt(bitPattern: b.raw), k: k, n: n, transposed: transposed)
@@ -74,7 +73,7 @@ final class LazyPackedWeight: @unchecked Sendable {
     /// The address the plan binds the weight slot to; any other pointer at run time (a merged
     /// adapter's private weight) must not use this packed copy.
     let address: UnsafeRawPointer
-    private let state = Mutex<PackedWeight?>(nil)
+    private let state = Locked<PackedWeight?>(nil)
 
     init(_ tensor: HostTensor, k: Int, n: Int, transposed: Bool) {
         self.tensor = tensor
