@@ -19,6 +19,4 @@ package struct ModuleGroups<Group> {
         get { groups[i] }
         set { groups[i] = newValue }
     }
-
-    package var isEmpty: Bool { groups.isEmpty }
 }

@@ -354,10 +354,6 @@ int graft_gemm_resolved_path(void) {
 
 size_t graft_gemm_packed_count(size_t k, size_t n) { return (n + NR - 1) / NR * k * NR; }
 
-void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed) {
-    graft_gemm_pack_b_panels(b, k, n, transposed, packed, 0, (n + NR - 1) / NR);
-}
-
 void graft_gemm_pack_b_panels(const float *b, size_t k, size_t n, int transposed, float *packed,
                               size_t panel_begin, size_t panel_end) {
     size_t panels = (n + NR - 1) / NR;

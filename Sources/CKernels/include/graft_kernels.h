@@ -49,13 +49,11 @@ GRAFT_KERNEL_API int graft_gemm_resolved_path(void);
 /* Floats needed by the packed copy of a K × N weight: ceil(N/NR) * K * NR. */
 GRAFT_KERNEL_API size_t graft_gemm_packed_count(size_t k, size_t n);
 
-/* Packs B into `packed` (graft_gemm_packed_count(k, n) floats, 64-byte aligned).
+/* Packs panels [panel_begin, panel_end) of B into `packed` (graft_gemm_packed_count(k, n)
+ * floats for the whole of B, 64-byte aligned); disjoint ranges may be packed on different
+ * threads, and all ceil(N/NR) panels make the packed B that graft_gemm_packed reads.
  * transposed == 0: B is [K × N] row-major (ONNX MatMul weight, [in, out]).
  * transposed != 0: B is [N × K] row-major (Gemm with transB = 1, [out, in]). */
-GRAFT_KERNEL_API void graft_gemm_pack_b(const float *b, size_t k, size_t n, int transposed, float *packed);
-
-/* Panels [panel_begin, panel_end) of graft_gemm_pack_b's result (disjoint ranges may be packed
- * on different threads). */
 GRAFT_KERNEL_API void graft_gemm_pack_b_panels(const float *b, size_t k, size_t n, int transposed, float *packed,
                                                size_t panel_begin, size_t panel_end);
 
@@ -63,7 +61,7 @@ GRAFT_KERNEL_API void graft_gemm_pack_b_panels(const float *b, size_t k, size_t 
  * [row_begin, row_end) of M and column panels in [panel_begin, panel_end) of ceil(N/NR):
  * the caller splits either range across threads (the written parts of C are disjoint).
  *   a:      [M × K] row-major, row stride lda (>= K)
- *   packed: graft_gemm_pack_b output for this K and N
+ *   packed: every panel of graft_gemm_pack_b_panels' output for this K and N
  *   bias:   [N] or NULL
  *   c:      [M × N] row-major, row stride ldc (>= N); overwritten (not accumulated)
  * k == 0 writes bias (or zeros). path: GRAFT_GEMM_* (an unsupported path runs AUTO). */

@@ -31,7 +31,7 @@ package final class PackedWeight: @unchecked Sendable {
         let data = storage.base.bindMemory(to: Float.self, capacity: max(floatCount, 16))
         self.data = data
         source = b.storage
-        let src = b.pointer(Float.self), panels = (n + 31) / 32
+        let src = b.pointer(Float.self)
         parallelFor(panels, threads: threads, minPerThread: 4) { r in
             graft_gemm_pack_b_panels(src, k, n, transposed ? 1 : 0, data, r.lowerBound, r.upperBound)
         }

@@ -36,11 +36,5 @@ package final class StepProfile: @unchecked Sendable {
             .sorted { $0.seconds > $1.seconds }
     }
 
-    package func reset() {
-        seconds = [:]
-        steps = [:]
-        runs = 0
-    }
-
     static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 }
