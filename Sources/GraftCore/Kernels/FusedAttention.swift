@@ -1,5 +1,4 @@
 import CMath
-import COpenBLAS
 
 /// `graft:FusedAttention` (written by `Passes/FusionAttention.swift`): scaled-dot-product
 /// attention straight from and into the projections' `[B, S, H·D]` layout.
@@ -9,16 +8,18 @@ import COpenBLAS
 /// softmax's `scale`, `divide`, `mask_first` (as `FusedScaledSoftmax`).
 /// Output 0: Y `[B, Sq, H·Dv]`, Y[b, i, h·Dv + e] = Σ_j P[b,h,i,j] · V[b, j, h·Dv + e] with
 /// P[b,h,i,:] = softmax row of (Q_h K_hᵀ)[i,:] scaled and masked (`vmath_softmax_scaled_row`).
-/// Output 1 (unnamed, arena scratch freed after the step): `[chunks, R, Sk]` score blocks, one
-/// per thread.
+/// Output 1 (unnamed, arena scratch freed after the step): `[chunks, F]`, one
+/// `vmath_attention_scratch_floats(Sk, D)` block per thread (K's head packed, 4 score rows).
 ///
-/// Per (batch, head, block of ≤ R query rows), split over the session's threads: one strided
-/// `cblas_sgemm` for the scores (ld H·D, Kᵀ by transB), the softmax row in place, one strided
-/// `cblas_sgemm` for P·V written into Y's rows (ld H·Dv). No head layout is materialised. The
-/// arithmetic is the unfused graph's: the same two OpenBLAS products (GEMV for one query row,
-/// as the MatMul kernel) and the same softmax row.
+/// Per (batch, head, block of ≤ R query rows), split over the session's threads: one
+/// `vmath_attention_rows` call (Sources/CMath/attention.c), which packs K_h once, then per 4
+/// query rows takes the scores, the softmax rows (`vmath_softmax_scaled_row`, as the unfused
+/// graph) and P·V straight into Y's rows (ld H·Dv) while the scores are in L1. No head layout is
+/// materialised. The products sum in another order than the unfused graph's OpenBLAS MatMuls
+/// (equal up to float rounding); the softmax rows are the same function.
 enum FusedAttentionKernel {
-    /// Floats of one score block: bounds R so a block stays in L2 (R = Sq up to Sq·Sk = 32768).
+    /// Bounds R = rows per unit (R = Sq up to Sq·Sk = 32768) so that long sequences still split
+    /// into several units per head for the threads; each unit packs K_h once.
     static let blockFloats = 32768
     /// Below this many multiply-adds the whole op runs on the calling thread.
     static let splitWork = 1 << 15
@@ -57,52 +58,28 @@ enum FusedAttentionKernel {
         let units = b * heads * blocks
         let work = b * heads * sq * sk * (d + dv)
         let chunks = max(1, min(ctx.threads, units, work < splitWork ? 1 : units))
-        let scratch = TensorType(.float32, [chunks, rowsPerBlock, sk])
-        let (ld32, ldv32, sk32, d32, dv32) = (try LinearKernels.blasInt(hd, "H·D", ctx), try LinearKernels.blasInt(hdv, "H·Dv", ctx),
-                                               try LinearKernels.blasInt(sk, "key length", ctx), try LinearKernels.blasInt(d, "head size", ctx),
-                                               try LinearKernels.blasInt(dv, "value head size", ctx))
+        let scratchFloats = vmath_attention_scratch_floats(sk, d)
+        let scratch = TensorType(.float32, [chunks, scratchFloats])
         let threads = ctx.threads
         return CompiledKernel(outputs: [out, scratch]) { [ms] io in
             let pq = io.input(0, Float.self), pk = io.input(1, Float.self), pv = io.input(2, Float.self)
             let pm: UnsafePointer<Float>? = hasMask ? io.input(3, Float.self) : nil
             let py = io.output(0, Float.self), ps = io.output(1, Float.self)
-            if sk == 0 {   // an empty sum: Y = 0, as the unfused P·V with K = 0
-                py.update(repeating: 0, count: b * sq * hdv)
-                return
-            }
             parallelFor(chunks, threads: threads) { range in
                 for c in range {
-                    let s = ps + c * rowsPerBlock * sk
+                    let s = ps + c * scratchFloats
                     for u in (units * c / chunks)..<(units * (c + 1) / chunks) {
                         let blk = u % blocks, h = (u / blocks) % heads, bi = u / (blocks * heads)
                         let i0 = blk * rowsPerBlock, rows = min(rowsPerBlock, sq - i0)
-                        // Q_h rows i0..: [rows, D] at ld H·D; K_h, V_h: [Sk, D], [Sk, Dv] at ld H·D, H·Dv.
+                        // Q_h rows i0..: [rows, D] at ld H·D; K_h, V_h: [Sk, D], [Sk, Dv] at ld H·D, H·Dv;
+                        // Y_h rows i0..: [rows, Dv] at ld H·Dv; mask row i0 of (b, h), rows ms[2] apart.
                         let qh = pq + (bi * sq + i0) * hd + h * d
                         let kh = pk + bi * sk * hd + h * d
                         let vh = pv + bi * sk * hdv + h * dv
                         let yh = py + (bi * sq + i0) * hdv + h * dv
-                        if d == 0 {   // empty dot products (and BLAS refuses a leading dimension of 0)
-                            s.update(repeating: 0, count: rows * sk)
-                        } else if rows == 1 {
-                            s.update(repeating: 0, count: sk)   // GEMV reads y when beta = 0 in some builds
-                            cblas_sgemv(CblasRowMajor, CblasNoTrans, sk32, d32, 1, kh, ld32, qh, 1, 0, s, 1)
-                        } else {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), sk32, d32, 1,
-                                        qh, ld32, kh, ld32, 0, s, sk32)
-                        }
-                        for r in 0..<rows {
-                            let row = s + r * sk
-                            let mrow = pm.map { $0 + bi * ms[0] + h * ms[1] + (i0 + r) * ms[2] }
-                            vmath_softmax_scaled_row(row, mrow, ms[3], scale, flags, row, sk)
-                        }
-                        if dv == 0 { continue }
-                        if rows == 1 {
-                            yh.update(repeating: 0, count: dv)
-                            cblas_sgemv(CblasRowMajor, CblasTrans, sk32, dv32, 1, vh, ldv32, s, 1, 0, yh, 1)
-                        } else {
-                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), dv32, sk32, 1,
-                                        s, sk32, vh, ldv32, 0, yh, ldv32)
-                        }
+                        let mh = pm.map { $0 + bi * ms[0] + h * ms[1] + i0 * ms[2] }
+                        vmath_attention_rows(qh, hd, kh, hd, vh, hdv, mh, ms[2], ms[3], scale, flags, yh, hdv,
+                                             rows, sk, d, dv, s)
                     }
                 }
             }
