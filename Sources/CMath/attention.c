@@ -4,7 +4,7 @@
  * Why not two cblas_sgemm calls: per head the products are tiny (128 × 128 × 32 for MiniLM at
  * sequence 128) and OpenBLAS packs both operands on every call; here K's head is packed once per
  * call into the layout the register tile reads, V is read in place (its rows are already Dv
- * contiguous floats), and a group of 4 score rows goes from the product through the softmax to
+ * contiguous floats), and a group of 6 score rows goes from the product through the softmax to
  * P·V while it is in L1, instead of a whole score block making three passes through L2. */
 #include "attention.h"
 #include "vmath.h"
@@ -20,7 +20,7 @@
 #endif
 
 /* Query rows per register tile, keys per packed panel (two ymm). */
-enum { ATT_MR = 4, ATT_NR = 16 };
+enum { ATT_MR = 6, ATT_NR = 16 };
 
 static size_t round_nr(size_t n) { return (n + ATT_NR - 1) / ATT_NR * ATT_NR; }
 
@@ -162,36 +162,64 @@ INLINE AVX2 __m256 logits(__m256 x, __m256 m, __m256 sc, int first, int divide) 
     return first ? x : _mm256_add_ps(x, m);
 }
 
-/* One score row s[0..n) in place → e[j] = exp(v[j] - max v) (the unnormalised softmax, as
- * avx2_softmax_row: NaN ignored by the max, an all -inf row gives NaN); returns 1 / Σ e.
- * mask: NULL, or n floats mask_stride apart. The row's padding past n (s is round_nr(n) long)
- * is left as it is; P·V never reads it. */
-AVX2 static float softmax_row_unnormalised(float *s, size_t n, const float *mask, ptrdiff_t mask_stride, float scale,
-                                           int flags) {
-    const int first = flags & VMATH_SOFTMAX_MASK_FIRST, divide = flags & VMATH_SOFTMAX_DIVIDE;
-    const __m256 sc = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY);
+/* Mask forms of one score row: contiguous, one value for the row (also "no mask", as + 0, which
+ * changes no softmax: -0 and +0 give the same exp), or elements mask_stride apart. */
+enum { MASK_ROW = 0, MASK_ONE = 1, MASK_STRIDED = 2 };
+
+/* 8 mask values at key j (lanes ≥ n - j of a tail read 0, not memory). */
+INLINE AVX2 __m256 mask8(const int kind, const float *mask, ptrdiff_t stride, __m256 one, size_t j, size_t n,
+                         int tail, __m256i tm) {
+    if (kind == MASK_ONE) return one;
+    if (kind == MASK_ROW) return tail ? _mm256_maskload_ps(mask + j, tm) : _mm256_loadu_ps(mask + j);
+    float g[8] = {0};
+    for (size_t l = 0; l < 8 && j + l < n; l++) g[l] = mask[(ptrdiff_t)(j + l) * stride];
+    return _mm256_loadu_ps(g);
+}
+
+/* Pass 1 of softmax_row_unnormalised, specialised on the mask form and the flags: logits in
+ * place, returns their max (NaN ignored as avx2_softmax_row's max; tail lanes -inf). */
+INLINE AVX2 float logits_max(const int kind, const int first, const int divide, float *s, size_t n,
+                             const float *mask, ptrdiff_t stride, float one_value, float scale) {
+    const __m256 sc = _mm256_set1_ps(scale), ninf = _mm256_set1_ps(-INFINITY), one = _mm256_set1_ps(one_value);
     const size_t full = n & ~(size_t)7, rem = n - full;
     const __m256i tm = tail_mask(rem);
     __m256 vm = ninf;
-    for (size_t j = 0; j <= full; j += 8) {
-        if (j == full && !rem) break;
-        __m256 m = _mm256_setzero_ps();
-        const int tail = j == full;
-        if (mask) {
-            if (mask_stride == 1) m = tail ? _mm256_maskload_ps(mask + j, tm) : _mm256_loadu_ps(mask + j);
-            else if (mask_stride == 0) m = _mm256_set1_ps(mask[0]);
-            else {
-                float g[8] = {0};
-                for (size_t l = 0; l < 8 && j + l < n; l++) g[l] = mask[(ptrdiff_t)(j + l) * mask_stride];
-                m = _mm256_loadu_ps(g);
-            }
-        }
-        __m256 v = logits(_mm256_loadu_ps(s + j), m, sc, first, divide);   /* s is padded: whole vectors */
-        if (tail) v = _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(tm));
+    for (size_t j = 0; j < full; j += 8) {
+        const __m256 v = logits(_mm256_loadu_ps(s + j), mask8(kind, mask, stride, one, j, n, 0, tm), sc, first, divide);
         _mm256_storeu_ps(s + j, v);
         vm = _mm256_max_ps(v, vm);
     }
-    const __m256 mx = _mm256_set1_ps(hmax8(vm));
+    if (rem) {   /* s is padded to 16: a whole vector is readable and writable */
+        __m256 v = logits(_mm256_loadu_ps(s + full), mask8(kind, mask, stride, one, full, n, 1, tm), sc, first, divide);
+        v = _mm256_blendv_ps(ninf, v, _mm256_castsi256_ps(tm));
+        _mm256_storeu_ps(s + full, v);
+        vm = _mm256_max_ps(v, vm);
+    }
+    return hmax8(vm);
+}
+
+/* One score row s[0..n) in place → e[j] = exp(v[j] - max v) (the unnormalised softmax, as
+ * avx2_softmax_row: NaN ignored by the max, an all -inf row gives NaN); returns 1 / Σ e.
+ * mask: NULL, or n floats mask_stride apart. s is round_nr(n) long; past n it holds junk that
+ * P·V never reads. */
+AVX2 static float softmax_row_unnormalised(float *s, size_t n, const float *mask, ptrdiff_t mask_stride, float scale,
+                                           int flags) {
+    const int kind = !mask || mask_stride == 0 ? MASK_ONE : mask_stride == 1 ? MASK_ROW : MASK_STRIDED;
+    const float one_value = mask ? mask[0] : 0.0f;
+    float top;
+#define LM(K, F, D) top = logits_max(K, F, D, s, n, mask, mask_stride, one_value, scale)
+#define FLAGS(K)                                                                              \
+    switch (flags & (VMATH_SOFTMAX_MASK_FIRST | VMATH_SOFTMAX_DIVIDE)) {                      \
+    case 0: LM(K, 0, 0); break;                                                               \
+    case VMATH_SOFTMAX_MASK_FIRST: LM(K, 1, 0); break;                                        \
+    case VMATH_SOFTMAX_DIVIDE: LM(K, 0, 1); break;                                            \
+    default: LM(K, 1, 1); break;                                                              \
+    }
+    if (kind == MASK_ONE) { FLAGS(MASK_ONE) } else if (kind == MASK_ROW) { FLAGS(MASK_ROW) } else { FLAGS(MASK_STRIDED) }
+#undef FLAGS
+#undef LM
+    const size_t full = n & ~(size_t)7, rem = n - full;
+    const __m256 mx = _mm256_set1_ps(top);
     __m256 vs = _mm256_setzero_ps();
     for (size_t j = 0; j < full; j += 8) {
         const __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), mx));
@@ -201,7 +229,7 @@ AVX2 static float softmax_row_unnormalised(float *s, size_t n, const float *mask
     if (rem) {
         const __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(s + full), mx));
         _mm256_storeu_ps(s + full, e);
-        vs = _mm256_add_ps(vs, _mm256_and_ps(e, _mm256_castsi256_ps(tm)));
+        vs = _mm256_add_ps(vs, _mm256_and_ps(e, _mm256_castsi256_ps(tail_mask(rem))));
     }
     return 1.0f / hsum8(vs);
 }
@@ -236,8 +264,10 @@ AVX2 static void rows_avx2(const float *q, size_t ldq, const float *k, size_t ld
     size_t i = 0;
 #define GROUP(MR_) group(MR_, q + i * ldq, ldq, kp, v, ldv, mask ? mask + (ptrdiff_t)i * mask_row_stride : NULL, \
                          mask_row_stride, mask_stride, scale, flags, y + i * ldy, ldy, sk, d, dv, s)
-    for (; i + ATT_MR <= rows; i += ATT_MR) GROUP(4);
+    for (; i + ATT_MR <= rows; i += ATT_MR) GROUP(6);
     switch (rows - i) {
+    case 5: GROUP(5); break;
+    case 4: GROUP(4); break;
     case 3: GROUP(3); break;
     case 2: GROUP(2); break;
     case 1: GROUP(1); break;

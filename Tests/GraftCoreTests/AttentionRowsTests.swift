@@ -4,7 +4,7 @@ import Testing
 
 /// vmath_attention_rows_on (Sources/CMath/attention.c, the FusedAttention kernel's inner loop) on
 /// both paths against a Double reference of the same formula, over the edge cases of the AVX2
-/// tiles: one query row, one key, row counts that are not multiples of the 4-row tile, key counts
+/// tiles: one query row, one key, row counts that are not multiples of the 6-row tile, key counts
 /// not multiples of the 16-key panel or the 8-wide in-register transpose, head sizes not
 /// multiples of 8 (masked loads and stores of the dv tail), d = 0, dv = 0, sk = 0, strided rows
 /// (ld > d), and the mask forms the kernel passes (per row, one row for all, one value, none)

@@ -129,7 +129,7 @@ import Testing
 
     /// Head sizes of real models (32, 64: whole 16-column tiles of the AVX2 kernel) and odd ones
     /// (12 and 9: an 8-wide and a masked tail), Dv ≠ D, one query row, sequences that are not
-    /// multiples of the 4-row tile or the 16-key panel, each mask form. Tolerance 1e-4: the
+    /// multiples of the 6-row tile or the 16-key panel, each mask form. Tolerance 1e-4: the
     /// kernel sums the products in another order than OpenBLAS (and with FMAs) over up to 64 and
     /// 130 terms of inputs in [-3, 3]; float rounding stays far below it, a wrong index does not.
     @Test(arguments: [(2, 32, 32), (2, 64, 64), (3, 12, 9)])

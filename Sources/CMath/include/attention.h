@@ -15,12 +15,14 @@
  *
  * Paths (the GRAFT_VMATH_* of vmath.h, so GRAFT_VMATH=scalar forces the portable one):
  *  - AVX2+FMA: K's head is packed transposed into 16-key panels (zero beyond sk) once per call;
- *    then per group of 4 query rows a 4 × 16 register tile of scores per panel, the 4 softmax
- *    rows while they are in L1, and P·V as 4 × 16 tiles of y over V's rows (masked loads and
- *    stores for a dv tail that is not a multiple of 8).
+ *    then per group of 6 query rows a 6 × 16 register tile of scores per panel, the 6 softmax
+ *    rows while they are in L1 (two passes: logits and max, then exp and sum; the 1/sum is
+ *    applied to y's rows instead of to P), and P·V as 6 × 16 tiles of y over V's rows (masked
+ *    loads and stores for a dv tail that is not a multiple of 8).
  *  - scalar: plain loops, one query row at a time (the reference and the fallback).
  * The two paths sum the products in different orders (the AVX2 one with FMAs), so they agree to
- * float rounding, not bit for bit; the softmax is the vmath row on the same path. */
+ * float rounding, not bit for bit. The softmax rounds the scale / mask operations as
+ * vmath_softmax_scaled_row does and uses the same exp; the scalar path calls that function. */
 #ifndef GRAFT_ATTENTION_H
 #define GRAFT_ATTENTION_H
 
@@ -32,7 +34,7 @@ extern "C" {
 
 #define VMATH_ATTENTION_API __attribute__((visibility("hidden")))
 
-/* Floats of scratch one call needs (either path): the packed K head and 4 score rows. */
+/* Floats of scratch one call needs (either path): the packed K head and 6 score rows. */
 VMATH_ATTENTION_API size_t vmath_attention_scratch_floats(size_t sk, size_t d);
 
 /* On vmath_path() (the CPU's best, or scalar under GRAFT_VMATH=scalar). */

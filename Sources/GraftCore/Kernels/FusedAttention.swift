@@ -9,14 +9,15 @@ import CMath
 /// Output 0: Y `[B, Sq, H·Dv]`, Y[b, i, h·Dv + e] = Σ_j P[b,h,i,j] · V[b, j, h·Dv + e] with
 /// P[b,h,i,:] = softmax row of (Q_h K_hᵀ)[i,:] scaled and masked (`vmath_softmax_scaled_row`).
 /// Output 1 (unnamed, arena scratch freed after the step): `[chunks, F]`, one
-/// `vmath_attention_scratch_floats(Sk, D)` block per thread (K's head packed, 4 score rows).
+/// `vmath_attention_scratch_floats(Sk, D)` block per thread (K's head packed, 6 score rows).
 ///
 /// Per (batch, head, block of ≤ R query rows), split over the session's threads: one
-/// `vmath_attention_rows` call (Sources/CMath/attention.c), which packs K_h once, then per 4
-/// query rows takes the scores, the softmax rows (`vmath_softmax_scaled_row`, as the unfused
-/// graph) and P·V straight into Y's rows (ld H·Dv) while the scores are in L1. No head layout is
-/// materialised. The products sum in another order than the unfused graph's OpenBLAS MatMuls
-/// (equal up to float rounding); the softmax rows are the same function.
+/// `vmath_attention_rows` call (Sources/CMath/attention.c), which packs K_h once, then per 6
+/// query rows takes the scores, the scaled masked softmax rows and P·V straight into Y's rows
+/// (ld H·Dv) while the scores are in L1. No head layout is materialised. Equal to the unfused
+/// graph up to float rounding: the products sum in another order than its OpenBLAS MatMuls, and
+/// the softmax's 1/Σ is applied to Y's rows instead of to P (the scale and mask operations round
+/// as `vmath_softmax_scaled_row`'s, with the same exp).
 enum FusedAttentionKernel {
     /// Bounds R = rows per unit (R = Sq up to Sq·Sk = 32768) so that long sequences still split
     /// into several units per head for the threads; each unit packs K_h once.
