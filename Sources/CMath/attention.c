@@ -25,26 +25,31 @@ enum { ATT_MR = 6, ATT_NR = 16 };
 static size_t round_nr(size_t n) { return (n + ATT_NR - 1) / ATT_NR * ATT_NR; }
 
 /* Packed K: round_nr(sk) · d floats; score rows: ATT_MR × round_nr(sk) (row stride round_nr(sk)).
- * The scalar path uses the first sk floats only. */
+ * The scalar path uses sk · d + sk of them. */
 size_t vmath_attention_scratch_floats(size_t sk, size_t d) { return round_nr(sk) * d + ATT_MR * round_nr(sk); }
 
 /* MARK: - Scalar path */
 
+/* Plain C, vectorised by the compiler at the baseline target: K's head transposed once into
+ * kt [d][sk] so that a score row is d passes of s[j] += q[t]·kt[t][j] over contiguous keys, and
+ * P·V is sk passes of y[e] += p[j]·v[j][e] over contiguous values. scratch: kt, then s [sk]. */
 static void rows_scalar(const float *q, size_t ldq, const float *k, size_t ldk, const float *v, size_t ldv,
                         const float *mask, ptrdiff_t mask_row_stride, ptrdiff_t mask_stride, float scale, int flags,
-                        float *y, size_t ldy, size_t rows, size_t sk, size_t d, size_t dv, float *s) {
+                        float *y, size_t ldy, size_t rows, size_t sk, size_t d, size_t dv, float *scratch) {
+    float *kt = scratch, *s = scratch + sk * d;
+    for (size_t j = 0; j < sk; j++)
+        for (size_t t = 0; t < d; t++) kt[t * sk + j] = k[j * ldk + t];
     for (size_t i = 0; i < rows; i++) {
         const float *qi = q + i * ldq;
         float *yi = y + i * ldy;
-        for (size_t j = 0; j < sk; j++) {
-            const float *kj = k + j * ldk;
-            float acc = 0;
-            for (size_t t = 0; t < d; t++) acc += qi[t] * kj[t];
-            s[j] = acc;
+        for (size_t j = 0; j < sk; j++) s[j] = 0;
+        for (size_t t = 0; t < d; t++) {
+            const float a = qi[t], *kr = kt + t * sk;
+            for (size_t j = 0; j < sk; j++) s[j] += a * kr[j];
         }
         /* s: [sk] scores of row i, softmaxed in place. */
         const float *mi = mask ? mask + (ptrdiff_t)i * mask_row_stride : NULL;
-        if (sk) (void)vmath_softmax_scaled_row_on(GRAFT_VMATH_SCALAR, s, mi, mask_stride, scale, flags, s, sk);
+        (void)vmath_softmax_scaled_row_on(GRAFT_VMATH_SCALAR, s, mi, mask_stride, scale, flags, s, sk);
         for (size_t e = 0; e < dv; e++) yi[e] = 0;
         for (size_t j = 0; j < sk; j++) {
             const float p = s[j], *vj = v + j * ldv;
