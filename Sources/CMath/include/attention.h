@@ -19,7 +19,8 @@
  *    rows while they are in L1 (two passes: logits and max, then exp and sum; the 1/sum is
  *    applied to y's rows instead of to P), and P·V as 6 × 16 tiles of y over V's rows (masked
  *    loads and stores for a dv tail that is not a multiple of 8).
- *  - scalar: plain loops, one query row at a time (the reference and the fallback).
+ *  - scalar: plain C loops the compiler vectorises (K's head transposed once, then one query row
+ *    at a time), the softmax row on vmath's scalar path: the fallback, and the reference.
  * The two paths sum the products in different orders (the AVX2 one with FMAs), so they agree to
  * float rounding, not bit for bit. The softmax rounds the scale / mask operations as
  * vmath_softmax_scaled_row does and uses the same exp; the scalar path calls that function. */
