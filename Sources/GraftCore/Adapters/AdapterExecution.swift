@@ -57,6 +57,10 @@ final class SessionAdapters {
 
     var isEmpty: Bool { sites.allSatisfy { $0 == nil } && mergedWeights.isEmpty && blockMixtures.isEmpty }
 
+    /// Whether no term, scale or router acts at `site` (a merged weight is the kernel's concern:
+    /// it sees another weight pointer).
+    func isIdle(site: Int) -> Bool { site < 0 || sites[site] == nil }
+
     init(siteCount: Int) {
         sites = Array(repeating: nil, count: siteCount)
     }

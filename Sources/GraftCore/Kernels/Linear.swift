@@ -1,4 +1,5 @@
 import CKernels
+import CMath
 import COpenBLAS
 #if canImport(Glibc)
 import Glibc
@@ -115,10 +116,12 @@ package enum PackedGemm {
     /// Work (M·N·K) below which one thread runs the product (a fork/join costs ~10 µs).
     static let threadingWork = 1 << 18
 
-    /// C[m × n] = A[m × k] · W (+ bias[n]). A's rows are `lda` apart, C's `ldc`.
+    /// C[m × n] = act(A[m × k] · W (+ bias[n])). A's rows are `lda` apart, C's `ldc`. The
+    /// activation runs on each thread's block of C right after the block is written (still in
+    /// that core's cache).
     package static func run(_ w: PackedWeight, a: UnsafePointer<Float>, lda: Int, bias: UnsafePointer<Float>?,
                             c: UnsafeMutablePointer<Float>, ldc: Int, m: Int,
-                            threads: Int, path: Path = .auto, split: Split = .auto) {
+                            threads: Int, path: Path = .auto, split: Split = .auto, activation: LinearActivation? = nil) {
         let panels = w.panels, (n, k) = (w.n, w.k)
         let rowUnits = (m + 11) / 12   // 12-row units: whole micro-tiles for every path
         let t = m * n * k < threadingWork ? 1 : threads
@@ -130,14 +133,36 @@ package enum PackedGemm {
         }
         if t <= 1 {
             graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc, 0, m, 0, panels)
+            activation?.apply(c, ldc: ldc, rows: 0..<m, columns: 0..<n)
         } else if byPanels {
             parallelFor(panels, threads: t) { r in
                 graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc, 0, m, r.lowerBound, r.upperBound)
+                activation?.apply(c, ldc: ldc, rows: 0..<m, columns: r.lowerBound * 32..<min(r.upperBound * 32, n))
             }
         } else {
             parallelFor(rowUnits, threads: t) { r in
-                graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc,
-                                  r.lowerBound * 12, min(r.upperBound * 12, m), 0, panels)
+                let rows = r.lowerBound * 12..<min(r.upperBound * 12, m)
+                graft_gemm_packed(path.rawValue, m, n, k, a, lda, w.data, bias, c, ldc, rows.lowerBound, rows.upperBound, 0, panels)
+                activation?.apply(c, ldc: ldc, rows: rows, columns: 0..<n)
+            }
+        }
+    }
+}
+
+/// An elementwise activation a weight product can apply to its own output (plan-time fusion,
+/// `LinearEpilogues`): the same vector functions as the Gelu / FusedGelu kernels, so the fused
+/// result equals the unfused one.
+package enum LinearActivation: Sendable, Equatable {
+    case geluErf, geluTanh
+
+    /// In place on C[rows, columns] (row stride ldc).
+    func apply(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Range<Int>, columns: Range<Int>) {
+        guard !columns.isEmpty else { return }
+        for i in rows {
+            let p = c + i * ldc + columns.lowerBound
+            switch self {
+            case .geluErf: vmath_gelu_erf(p, p, columns.count)
+            case .geluTanh: vmath_gelu_tanh(p, p, columns.count)
             }
         }
     }
@@ -147,7 +172,7 @@ package enum PackedGemm {
 /// constant 2-D weight run on Graft's packed GEMM (`PackedGemm`); everything else on OpenBLAS.
 package enum LinearKernels {
     package static let entries: [(String, KernelFactory)] = [
-        ("MatMul", matmul),
+        ("MatMul", { try matmul($0) }),
         ("Gemm", gemm),
         ("Conv", conv),
     ]
@@ -199,7 +224,28 @@ package enum LinearKernels {
         }
     }
 
-    static func matmul(_ ctx: KernelContext) throws -> CompiledKernel {
+    /// What a MatMul with a 2-D weight may do to its output in the same pass (plan-time fusion,
+    /// `LinearEpilogues`): add a bias row, then apply an activation.
+    struct Epilogue: Sendable {
+        /// n floats (any shape with n elements), added to every row of C.
+        var bias: HostTensor?
+        var activation: LinearActivation?
+
+        /// C[rows, columns] (row stride ldc) += bias[columns], then the activation; for products
+        /// whose kernel could not add the bias itself.
+        func finish(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Range<Int>, columns: Range<Int>) {
+            if let bias {
+                let b = bias.pointer(Float.self)
+                for i in rows {
+                    let row = c + i * ldc
+                    for j in columns { row[j] += b[j] }
+                }
+            }
+            activation?.apply(c, ldc: ldc, rows: rows, columns: columns)
+        }
+    }
+
+    static func matmul(_ ctx: KernelContext, epilogue: Epilogue? = nil) throws -> CompiledKernel {
         let a = try ctx.input(0), b = try ctx.input(1)
         guard a.dtype == .float32, b.dtype == .float32 else {
             throw ctx.fail(.unsupported, "MatMul supports float32 only; inputs are \(a.dtype) and \(b.dtype)")
@@ -225,10 +271,16 @@ package enum LinearKernels {
         if b.shape.count > 1 { outShape.append(n) }
         let total = try ShapeKernels.checked(outShape, ctx)
         let outType = TensorType(.float32, outShape)
+        if let epilogue {
+            guard b.shape.count == 2, epilogue.bias.map({ $0.dtype == .float32 && $0.count == n }) ?? true else {
+                throw ctx.fail(.internalError, "a MatMul epilogue needs a 2-D weight and a bias of \(n) floats")
+            }
+        }
         if total == 0 { return CompiledKernel(outputs: [outType]) { _ in } }
         if k == 0 {
             return CompiledKernel(outputs: [outType]) { io in
                 io.output(0, Float.self).update(repeating: 0, count: total)
+                epilogue?.finish(io.output(0, Float.self), ldc: n, rows: 0..<total / n, columns: 0..<n)
             }
         }
         let n32 = try blasInt(n, "N", ctx), k32 = try blasInt(k, "K", ctx)
@@ -244,16 +296,20 @@ package enum LinearKernels {
             let rows = try blasInt(rowCount, "rows of A", ctx)
             let threads = rowCount * n * k >= splitGemmWork ? ctx.threads : 1
             let byRows = rowCount >= 4 * threads && rowCount > n
+            // The epilogue runs on each thread's block of C right after its product.
             let blas: @Sendable (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void = { pa, pb, pc in
                 if threads == 1 {
                     product(pa, pb, pc, m: rows, n: n32, k: k32)
+                    epilogue?.finish(pc, ldc: n, rows: 0..<rowCount, columns: 0..<n)
                 } else if byRows {
                     parallelFor(rowCount, threads: threads) { r in
                         product(pa + r.lowerBound * k, pb, pc + r.lowerBound * n, m: Int32(r.count), n: n32, k: k32)
+                        epilogue?.finish(pc, ldc: n, rows: r, columns: 0..<n)
                     }
                 } else {
                     parallelFor(n, threads: threads, minPerThread: 16) { cols in
                         columns(pa, pb, pc, m: rows, n: n32, k: k32, from: cols)
+                        epilogue?.finish(pc, ldc: n, rows: 0..<rowCount, columns: cols)
                     }
                 }
             }
@@ -267,14 +323,16 @@ package enum LinearKernels {
                 // copy) runs on OpenBLAS instead, so it is never computed with stale packing.
                 let packed = LazyPackedWeight(w, k: k, n: n, transposed: false)
                 let threads = ctx.threads
+                let bias = epilogue?.bias, activation = epilogue?.activation
                 return CompiledKernel(outputs: [outType]) { io in
                     let pb = io.raw(input: 1)
                     if pb != packed.address {
                         blas(io.input(0, Float.self), io.input(1, Float.self), io.output(0, Float.self))
                         return
                     }
-                    PackedGemm.run(packed.get(threads: threads), a: io.input(0, Float.self), lda: k, bias: nil,
-                                   c: io.output(0, Float.self), ldc: n, m: rowCount, threads: threads)
+                    PackedGemm.run(packed.get(threads: threads), a: io.input(0, Float.self), lda: k,
+                                   bias: bias.map { UnsafePointer($0.pointer(Float.self)) },
+                                   c: io.output(0, Float.self), ldc: n, m: rowCount, threads: threads, activation: activation)
                 }
             }
             return CompiledKernel(outputs: [outType]) { io in
@@ -282,6 +340,7 @@ package enum LinearKernels {
             }
         }
 
+        guard epilogue == nil else { throw ctx.fail(.internalError, "a MatMul epilogue needs a 2-D weight") }
         // Batched: one product per output batch index, operands located by broadcast strides.
         let m32 = try blasInt(m, "M", ctx)
         let count = Shape.product(batch)

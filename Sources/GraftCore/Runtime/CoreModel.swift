@@ -14,6 +14,9 @@ package final class CoreModel: Sendable {
     package let siteNames: SiteNameTable
     /// Gated MLP blocks (three sites each) that block mixtures can replace.
     package let blocks: [MLPBlock]
+    /// Whether load-time fusions ran; plans then also fuse weight products with their bias and
+    /// activation (`LinearEpilogues`).
+    package let fused: Bool
 
     /// Loads an ONNX file; external data is resolved inside the file's folder, or, with
     /// `externalData` false, refused (invalidModel) instead of read.
@@ -58,6 +61,7 @@ package final class CoreModel: Sendable {
         // nodes or a block's, so both still describe the fused graph.
         if fuse { g = Fusion.run(g, shapes: shapes, dtypes: inferred?.dtypes, sites: sites, blocks: blocks) }
         graph = g
+        fused = fuse
         self.source = source
     }
 

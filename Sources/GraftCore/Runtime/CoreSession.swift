@@ -89,7 +89,7 @@ package final class CoreSession {
         let key = inputs.flatMap { [Int($0.dtype.rawValue), $0.rank] + $0.shape }
         if let p = plans[key] { return p }
         let p = try Plan.build(graph: model.graph, inputTypes: inputs.map { TensorType($0.dtype, $0.shape) }, threads: threads, sites: model.sites,
-                               blocks: model.blocks)
+                               blocks: model.blocks, epilogues: model.fused)
         if plans.count >= Self.maxCachedPlans { plans.removeAll() }
         plans[key] = p
         return p
@@ -188,13 +188,26 @@ package final class CoreSession {
                 slots[Int(s.x)] = blockInput
             }
         }
+        /// Runs steps[i], or steps[i] and steps[i + 1] as one (`Plan.Step.withNext`) when nothing
+        /// acts at the site; returns how many steps ran.
+        func runSteps(at i: Int) throws -> Int {
+            let step = plan.steps[i]
+            if let fused = step.withNext, active?.isIdle(site: Int(step.outputOf)) ?? true {
+                try fused.run(KernelIO(slots: slots, inputSlots: step.inputSlots, outputSlots: plan.steps[i + 1].outputSlots))
+                return 2
+            }
+            try runStep(step)
+            return 1
+        }
         try withExtendedLifetime((inputs, outputs)) {
             profile?.beginRun()
-            for step in plan.steps {
-                guard let profile else { try runStep(step); continue }
+            var i = 0
+            while i < plan.steps.count {
+                guard let profile else { i += try runSteps(at: i); continue }
                 let t0 = StepProfile.now()
-                try runStep(step)
-                profile.add(step.opType, nanoseconds: StepProfile.now() &- t0)
+                let ran = try runSteps(at: i)
+                profile.add(plan.steps[i].opType, nanoseconds: StepProfile.now() &- t0)
+                i += ran
             }
             for (k, copySlot) in plan.outputCopySlots.enumerated() {
                 if let s = copySlot {

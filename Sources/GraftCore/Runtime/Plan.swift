@@ -26,6 +26,10 @@ package final class Plan: @unchecked Sendable {
         /// Model block (MLPBlock.index) whose activation chain or Mul this step computes: a block
         /// mixture covering every row skips it (BlockMixtureExecution.swift). -1: none.
         var blockOf: Int32 = -1
+        /// This step's product fused with the next step (an activation of its output, which it
+        /// then writes to the next step's outputs): run in place of both when nothing acts at
+        /// the site (`LinearEpilogues`). nil: none.
+        var withNext: CompiledKernel?
     }
 
     /// Where a site's buffers live in this plan.
@@ -105,9 +109,12 @@ package final class Plan: @unchecked Sendable {
     }
 
     /// Plans `graph` for the given concrete input types (in the order of `graph.inputs`).
+    /// `epilogues`: fuse weight products with their bias Add and activation (`LinearEpilogues`;
+    /// part of the model's load-time fusions, off with them).
     package static func build(graph: Graph, inputTypes: [TensorType], threads: Int, sites: [Site] = [],
-                              blocks: [MLPBlock] = []) throws -> Plan {
-        let compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
+                              blocks: [MLPBlock] = [], epilogues: Bool = false) throws -> Plan {
+        var compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
+        let fusedLinear = epilogues ? try LinearEpilogues.apply(&compiled, graph: graph, threads: threads) : LinearEpilogues.Result()
         let types = compiled.types
         let constants = compiled.constants
         let pending = compiled.pending
@@ -138,6 +145,13 @@ package final class Plan: @unchecked Sendable {
         var linearStepOfSite: [Int: Int] = [:]
         var outputStepOfSite: [Int: (step: Int, value: String)] = [:]
         for site in sites {
+            // A bias the product's kernel adds (`LinearEpilogues`) completes the site at its step.
+            if let withBias = fusedLinear.absorbed[site.output], let i = stepProducing[withBias] {
+                linearStepOfSite[site.index] = i
+                outputStepOfSite[site.index] = (i, withBias)
+                lastUse[site.input] = max(lastUse[site.input] ?? 0, i)
+                continue
+            }
             guard let i = stepProducing[site.output] else { continue }
             linearStepOfSite[site.index] = i
             var final = (step: i, value: site.output)
@@ -152,6 +166,12 @@ package final class Plan: @unchecked Sendable {
             outputStepOfSite[site.index] = final
             // x is read again when the site's output is complete.
             lastUse[site.input] = max(lastUse[site.input] ?? 0, final.step)
+        }
+
+        // A product fused with the activation after it writes that step's output while still
+        // reading its own inputs: they must not share storage with it.
+        for i in fusedLinear.withNext.keys {
+            for name in pending[i].node.inputs where !name.isEmpty { lastUse[name] = max(lastUse[name] ?? 0, i + 1) }
         }
 
         // Blocks: a block mixture reads x, gate's and up's outputs when down's product runs.
@@ -222,6 +242,7 @@ package final class Plan: @unchecked Sendable {
             for (site, j) in linearStepOfSite where j == i { steps[i].linearOf = Int32(site) }
             for (site, f) in outputStepOfSite where f.step == i { steps[i].outputOf = Int32(site) }
             if let o = p.node.outputs.first, let b = blockOfValue[o] { steps[i].blockOf = Int32(b) }
+            steps[i].withNext = fusedLinear.withNext[i]
             // Release only after this step's outputs are placed, so outputs never alias inputs.
             for name in releaseAt[i] {
                 if let a = arenaOffset[name] { arena.release(a.offset, a.bytes) }
