@@ -117,7 +117,8 @@ package final class Plan: @unchecked Sendable {
         let fusedLinear = epilogues ? try LinearEpilogues.apply(&compiled, graph: graph, threads: threads) : LinearEpilogues.Result()
         let types = compiled.types
         let constants = compiled.constants
-        let pending = compiled.pending
+        // Copy-only steps (Reshape, Squeeze, ...) become views of their input's storage.
+        let (pending, viewRoot) = ViewAliasing.split(compiled.pending, types: types, graphOutputs: Set(graph.outputs.map(\.name)), sites: sites)
 
         // 2. Slots: one per value a step touches or an output needs.
         var slotOf: [String: Int] = [:]
@@ -182,6 +183,7 @@ package final class Plan: @unchecked Sendable {
             for v in b.internalValues { blockOfValue[v] = b.index }
         }
 
+        ViewAliasing.extendLiveness(&lastUse, rootOf: viewRoot)
         var arena = ArenaAllocator()
         var arenaOffset: [String: (offset: Int, bytes: Int)] = [:]
         var releaseAt: [[String]] = Array(repeating: [], count: pending.count)
@@ -192,6 +194,8 @@ package final class Plan: @unchecked Sendable {
                 source = .constant(c)
             } else if let k = inputIndex[name] {
                 source = .input(k)
+            } else if let root = viewRoot[name] {
+                source = sources[try slot(for: root)]   // a view: the root's storage
             } else {
                 throw GraftError(.internalError, "value '\(name)' has no storage when planning")
             }
