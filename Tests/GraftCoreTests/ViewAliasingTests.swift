@@ -1,0 +1,71 @@
+import Testing
+@testable import GraftCore
+
+/// Copy-only steps (Reshape, Flatten, Squeeze, Unsqueeze, Identity) run as views of their
+/// input's storage: results are unchanged, the views' steps are gone, a root read only through
+/// views stays live until the views' last reader, and graph outputs still get their own copy.
+@Suite struct ViewAliasingTests {
+    /// x [2, 3, 4] (graph input) →
+    ///   r = x + 1, read only through views: v1 = Reshape(r → [6, 4]), v2 = Unsqueeze(v1, 0) [1, 6, 4],
+    ///   v3 = Reshape(v2 → [2, 3, 4]); temporaries t1..t3 of r's size are computed before v3 is read,
+    ///   y = v3 + t3 = (x + 1) + 8x;
+    ///   z = Flatten(x) · 2 [2, 12] (a view of a graph input);
+    ///   o = x + 2 (graph output), q = Reshape(o → [6, 4])² (a view of a graph output);
+    ///   s = Squeeze(v2, 0) [6, 4] and i = Identity(x): views that are graph outputs (copied).
+    static func model() -> OnnxModel {
+        OnnxModel(nodes: [
+            OnnxNode(op: "Add", inputs: ["x", "one"], outputs: ["r"]),
+            OnnxNode(op: "Reshape", inputs: ["r", "s64"], outputs: ["v1"]),
+            OnnxNode(op: "Unsqueeze", inputs: ["v1", "ax0"], outputs: ["v2"]),
+            OnnxNode(op: "Mul", inputs: ["x", "two"], outputs: ["t1"]),
+            OnnxNode(op: "Add", inputs: ["t1", "t1"], outputs: ["t2"]),
+            OnnxNode(op: "Mul", inputs: ["t2", "two"], outputs: ["t3"]),
+            OnnxNode(op: "Reshape", inputs: ["v2", "s234"], outputs: ["v3"]),
+            OnnxNode(op: "Add", inputs: ["v3", "t3"], outputs: ["y"]),
+            OnnxNode(op: "Flatten", inputs: ["x"], outputs: ["xf"], attrs: [.int("axis", 1)]),
+            OnnxNode(op: "Mul", inputs: ["xf", "two"], outputs: ["z"]),
+            OnnxNode(op: "Add", inputs: ["x", "two"], outputs: ["o"]),
+            OnnxNode(op: "Reshape", inputs: ["o", "s64"], outputs: ["w"]),
+            OnnxNode(op: "Mul", inputs: ["w", "w"], outputs: ["q"]),
+            OnnxNode(op: "Squeeze", inputs: ["v2", "ax0"], outputs: ["s"]),
+            OnnxNode(op: "Identity", inputs: ["x"], outputs: ["i"]),
+        ], inputs: [OnnxValue(name: "x", dims: [2, 3, 4])],
+        outputs: ["y", "z", "o", "q", "s", "i"].map { OnnxValue(name: $0) },
+        initializers: [.floats("one", [1], []), .floats("two", [2], []), .int64s("s64", [6, 4], [2]),
+                       .int64s("s234", [2, 3, 4], [3]), .int64s("ax0", [0], [1])])
+    }
+
+    @Test func viewsKeepResultsAndDropSteps() throws {
+        let bytes = Self.model().encode()
+        let model = try bytes.withUnsafeBytes { try CoreModel(bytes: $0, fuse: false) }
+        let x = (0..<24).map { Float($0) * 0.5 - 5 }
+        let plan = try Plan.build(graph: model.graph, inputTypes: [TensorType(.float32, [2, 3, 4])], threads: 1)
+        // 15 nodes; v1, v2, v3, xf and w are views; s and i are graph outputs and keep their copy.
+        #expect(plan.stepCount == 10)
+        for threads in [1, 2] {
+            let out = try CoreSession(model: model, threads: threads).run(["x": HostTensor(x, shape: [2, 3, 4])])
+            #expect(out["y"]?.shape == [2, 3, 4] && out["y"]?.floats() == x.map { ($0 + 1) + 8 * $0 })
+            #expect(out["z"]?.shape == [2, 12] && out["z"]?.floats() == x.map { 2 * $0 })
+            #expect(out["o"]?.floats() == x.map { $0 + 2 })
+            #expect(out["q"]?.shape == [6, 4] && out["q"]?.floats() == x.map { ($0 + 2) * ($0 + 2) })
+            #expect(out["s"]?.shape == [6, 4] && out["s"]?.floats() == x.map { $0 + 1 })
+            #expect(out["i"]?.shape == [2, 3, 4] && out["i"]?.floats() == x)
+        }
+    }
+
+    /// The caller's input is never written through a view, and a second run on new inputs
+    /// reads them (a view of an input is the input's pointer of that run, not of the first).
+    @Test func inputsStayUntouchedAcrossRuns() throws {
+        let bytes = Self.model().encode()
+        let model = try bytes.withUnsafeBytes { try CoreModel(bytes: $0, fuse: false) }
+        let session = try CoreSession(model: model)
+        for k in 0..<3 {
+            let x = (0..<24).map { Float($0 * (k + 1)) - 7 }
+            let input = HostTensor(x, shape: [2, 3, 4])
+            let out = try session.run(["x": input])
+            #expect(input.floats() == x)
+            #expect(out["z"]?.floats() == x.map { 2 * $0 }, "run \(k)")
+            #expect(out["i"]?.floats() == x, "run \(k)")
+        }
+    }
+}
