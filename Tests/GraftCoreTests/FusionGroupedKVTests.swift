@@ -90,6 +90,20 @@ import Testing
         }
     }
 
+    /// Products large enough to be split over the session's threads (GroupedMatMulKernel.splitWork):
+    /// a long cache with one query row (GEMVs) and a prefill block (GEMM).
+    @Test func largeProductsSplitAcrossThreads() throws {
+        let pair = try FusionPair(Self.model(heads: 12, kvHeads: 4, d: 8))
+        #expect(pair.count("GroupedMatMul") == 2)
+        for (b, seq, past) in [(2, 1, 1500), (2, 40, 300)] {
+            let x = Self.inputs(batch: b, seq: seq, past: past, heads: 12, kvHeads: 4, d: 8, seed: UInt64(seq + past))
+            for threads in [1, 2, 3] {
+                let diff = try pair.maxDiff(x, threads: threads)
+                #expect(diff <= 1e-4, "[b \(b), seq \(seq), past \(past)] threads \(threads): max |Δ| \(diff)")
+            }
+        }
+    }
+
     /// A repeated K or V read elsewhere too (here: a graph output) keeps that chain; the other
     /// one still fuses, and results are unchanged.
     @Test(arguments: [("uk", 1), ("ek", 1), ("rk", 1), ("tk", 1), ("rv", 1), ("ev", 1)])

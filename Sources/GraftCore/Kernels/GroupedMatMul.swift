@@ -11,10 +11,13 @@ import COpenBLAS
 /// Output: Y `[B, H, M, N]`, Y[b, h] = A[b, h] · op(X[b, h / g]).
 ///
 /// The g query heads of one K/V head are adjacent in A and Y, so their rows form one
-/// `[g·M, K]` block: one `cblas_sgemm` per (batch, K/V head), split over the session's threads.
+/// `[g·M, K]` block: one `cblas_sgemm` per (batch, K/V head), split over the session's threads;
+/// with one query row per head (decoding), g GEMVs instead (OpenBLAS's GEMM packs X for a
+/// product of a few rows, which costs more than the product).
 enum GroupedMatMulKernel {
-    /// Below this many multiply-adds the whole op runs on the calling thread.
-    static let splitWork = 1 << 15
+    /// Below this many multiply-adds the whole op runs on the calling thread: a decode step's
+    /// products (12 heads × 128 keys × 64) ran faster on one thread than split in two.
+    static let splitWork = 1 << 18
 
     static func make(_ ctx: KernelContext) throws -> CompiledKernel {
         let a = try ctx.require(0, [.float32]), x = try ctx.require(1, [.float32])
@@ -53,8 +56,22 @@ enum GroupedMatMulKernel {
             let ap = io.input(0, Float.self), xp = io.input(1, Float.self)
             parallelFor(units, threads: chunks) { range in
                 for u in range {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, op, Int32(rows), Int32(n), Int32(k), 1,
-                                ap + u * rows * k, Int32(k), xp + u * n * k, Int32(ldb), 0, y + u * rows * n, Int32(n))
+                    let (a0, x0, y0) = (ap + u * rows * k, xp + u * n * k, y + u * rows * n)
+                    if m == 1 {
+                        // One query row per head (decoding): g GEMVs over the shared K/V head, as
+                        // the MatMul kernel does for one row; y cleared first as it does (GEMV's
+                        // beta = 0 may keep NaN garbage of an earlier use of the buffer).
+                        y0.update(repeating: 0, count: rows * n)
+                        for r in 0..<rows {
+                            if transB {   // y[r, :] = X[N, K] · a[r, :]
+                                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, x0, Int32(k), a0 + r * k, 1, 0, y0 + r * n, 1)
+                            } else {      // y[r, :] = X[K, N]ᵀ · a[r, :]
+                                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), 1, x0, Int32(n), a0 + r * k, 1, 0, y0 + r * n, 1)
+                            }
+                        }
+                    } else {
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, op, Int32(rows), Int32(n), Int32(k), 1, a0, Int32(k), x0, Int32(ldb), 0, y0, Int32(n))
+                    }
                 }
             }
         }
