@@ -68,4 +68,24 @@ import Testing
             #expect(out["i"]?.floats() == x, "run \(k)")
         }
     }
+
+    /// A site's product read by a view and by another step (its bias Add, say) keeps the copy:
+    /// the planner's bias detection counts the product's readers among the steps that run.
+    /// Read only by the view, the product is viewed as usual.
+    @Test func siteProductWithOtherReadersKeepsCopy() {
+        let f = TensorType(.float32, [2, 4])
+        let step = { (op: String, inputs: [String], output: String) in
+            (node: Node(name: output, opType: op, inputs: inputs, outputs: [output]), kernel: CompiledKernel(outputs: [f]) { _ in })
+        }
+        let site = Site(index: 0, name: "proj", nodeName: "p", output: "p", input: "x", weight: "w", layout: .inOut, inFeatures: 4, outFeatures: 4)
+        let types = ["x": f, "p": f, "v": TensorType(.float32, [8]), "y": f, "z": TensorType(.float32, [8])]
+        let shared = [step("MatMul", ["x", "w"], "p"), step("Reshape", ["p", "shape"], "v"), step("Add", ["p", "b"], "y"), step("Mul", ["v", "v"], "z")]
+        let a = ViewAliasing.split(shared, types: types, graphOutputs: ["y", "z"], sites: [site])
+        #expect(a.rootOf.isEmpty)
+        #expect(a.pending.map(\.node.opType) == ["MatMul", "Reshape", "Add", "Mul"])
+        let alone = [step("MatMul", ["x", "w"], "p"), step("Reshape", ["p", "shape"], "v"), step("Mul", ["v", "v"], "z")]
+        let b = ViewAliasing.split(alone, types: types, graphOutputs: ["z"], sites: [site])
+        #expect(b.rootOf == ["v": "p"])
+        #expect(b.pending.map(\.node.opType) == ["MatMul", "Mul"])
+    }
 }
