@@ -114,11 +114,12 @@ package final class Plan: @unchecked Sendable {
     package static func build(graph: Graph, inputTypes: [TensorType], threads: Int, sites: [Site] = [],
                               blocks: [MLPBlock] = [], epilogues: Bool = false) throws -> Plan {
         var compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
+        // Copy-only steps (Reshape, Squeeze, ...) become views of their input's storage.
+        let viewRoot = ViewAliasing.apply(&compiled, graphOutputs: Set(graph.outputs.map(\.name)))
         let fusedLinear = epilogues ? try LinearEpilogues.apply(&compiled, graph: graph, threads: threads) : LinearEpilogues.Result()
         let types = compiled.types
         let constants = compiled.constants
-        // Copy-only steps (Reshape, Squeeze, ...) become views of their input's storage.
-        let (pending, viewRoot) = ViewAliasing.split(compiled.pending, types: types, graphOutputs: Set(graph.outputs.map(\.name)), sites: sites)
+        let pending = compiled.pending
 
         // 2. Slots: one per value a step touches or an output needs.
         var slotOf: [String: Int] = [:]

@@ -11,9 +11,12 @@
 ///   slot gets a copy of the root's `Plan.Source`); the caller's inputs are never written.
 /// - A value that is itself a graph output keeps its copy step: the session hands out output
 ///   tensors of their own, so it must be written there.
-/// - A site's product read both by a view and by another step keeps its copy: the planner's
-///   bias-Add detection counts the product's readers among the steps that run, and would not
-///   see the view's readers.
+/// - A product of MatMul or Gemm read both by a view and by another step keeps its copy: later
+///   stages look at a product's readers among the steps that run — the planner's bias-Add
+///   detection for sites, and `LinearEpilogues`, which absorbs a lone bias Add so that the
+///   product's own value no longer exists — and would not see the view's readers.
+/// Runs on the compiled steps before `LinearEpilogues`, so the epilogues' step indices refer to
+/// the steps that run.
 /// - Each view keeps a slot of its own, so the adapter runtime's pointer swaps on a site's input
 ///   slot (`scaleInput`, `mixBlockInput`) touch that value only, as before.
 enum ViewAliasing {
@@ -33,26 +36,28 @@ enum ViewAliasing {
         return a.dtype == b.dtype && a.count == b.count
     }
 
-    /// Splits the steps left to run into those that still run and the views, as a map from each
-    /// view value to its root (a value that is not a view: a step output, a graph input or a
-    /// constant).
-    static func split(_ pending: [(node: Node, kernel: CompiledKernel)], types: [String: TensorType],
-                      graphOutputs: Set<String>, sites: [Site]) -> (pending: [(node: Node, kernel: CompiledKernel)], rootOf: [String: String]) {
-        let siteOutputs = Set(sites.map(\.output))
+    /// Removes the views from the steps left to run and returns, per view value, its root (a
+    /// value that is not a view: a step output, a graph input or a constant).
+    static func apply(_ c: inout Plan.CompiledGraph, graphOutputs: Set<String>) -> [String: String] {
+        var products = Set<String>()
+        for p in c.pending where p.node.domain.isEmpty || p.node.domain == "ai.onnx" {
+            if p.node.opType == "MatMul" || p.node.opType == "Gemm", let o = p.node.outputs.first { products.insert(o) }
+        }
         var readers: [String: Int] = [:]
-        for p in pending { for name in Set(p.node.inputs) where siteOutputs.contains(name) { readers[name, default: 0] += 1 } }
+        for p in c.pending { for name in Set(p.node.inputs) where products.contains(name) { readers[name, default: 0] += 1 } }
         var rootOf: [String: String] = [:]
         var kept: [(node: Node, kernel: CompiledKernel)] = []
-        kept.reserveCapacity(pending.count)
-        for p in pending {
-            if isCopy(p.node, types: types), !graphOutputs.contains(p.node.outputs[0]), readers[p.node.inputs[0], default: 0] <= 1 {
+        kept.reserveCapacity(c.pending.count)
+        for p in c.pending {
+            if isCopy(p.node, types: c.types), !graphOutputs.contains(p.node.outputs[0]), readers[p.node.inputs[0], default: 0] <= 1 {
                 let input = p.node.inputs[0]
                 rootOf[p.node.outputs[0]] = rootOf[input] ?? input
             } else {
                 kept.append(p)
             }
         }
-        return (kept, rootOf)
+        c.pending = kept
+        return rootOf
     }
 
     /// A root's storage must stay live until the last step that reads it through any alias.
