@@ -15,10 +15,12 @@
 ///   stages look at a product's readers among the steps that run — the planner's bias-Add
 ///   detection for sites, and `LinearEpilogues`, which absorbs a lone bias Add so that the
 ///   product's own value no longer exists — and would not see the view's readers.
-/// Runs on the compiled steps before `LinearEpilogues`, so the epilogues' step indices refer to
-/// the steps that run.
 /// - Each view keeps a slot of its own, so the adapter runtime's pointer swaps on a site's input
 ///   slot (`scaleInput`, `mixBlockInput`) touch that value only, as before.
+/// Runs on the compiled steps before `LinearEpilogues`, so the epilogues' step indices refer to
+/// the steps that run; `extendLiveness` runs after every other liveness extension of
+/// `Plan.build` (sites, blocks, an epilogue's inputs kept to the next step), so those reach the
+/// roots too.
 enum ViewAliasing {
     /// Operators whose output is a byte-for-byte copy of input 0 (checked again by type below).
     static let copyOps: Set<String> = ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"]
