@@ -8,15 +8,16 @@ import Testing
 @Suite struct FusionFixtureTests {
     /// Fused nodes per fixture (2 layers each): a GELU and an attention per layer (BERT and ViT:
     /// the whole head split → softmax → head merge chain; Llama, whose rotary embeddings and
-    /// repeated KV heads sit in that chain: only the scaled softmax); BERT
+    /// repeated KV heads sit in that chain: the scaled softmax, and both attention products over
+    /// the K/V heads as they are, without the repeat: 2 GroupedMatMul per layer); BERT
     /// and ViT: a residual add + LayerNorm per sub-layer (the embeddings' add broadcasts the
     /// position embeddings and stays); Llama: RMS norms, all but the first with their residual
     /// add (TorchScript casts the sum to float in between; the Cast is absorbed too).
     static let expected: [String: [String: Int]] = [
         "bert_torchscript": ["FusedGelu": 2, "FusedAttention": 2, "FusedAddNorm": 4],
         "bert_dynamo": ["FusedGelu": 2, "FusedAttention": 2, "FusedAddNorm": 4],
-        "llama_torchscript": ["FusedScaledSoftmax": 2, "FusedRMSNorm": 1, "FusedAddNorm": 4],
-        "llama_dynamo": ["FusedScaledSoftmax": 2, "FusedRMSNorm": 1, "FusedAddNorm": 4],
+        "llama_torchscript": ["FusedScaledSoftmax": 2, "FusedRMSNorm": 1, "FusedAddNorm": 4, "GroupedMatMul": 4],
+        "llama_dynamo": ["FusedScaledSoftmax": 2, "FusedRMSNorm": 1, "FusedAddNorm": 4, "GroupedMatMul": 4],
         "vit_torchscript": ["FusedGelu": 2, "FusedAttention": 2, "FusedAddNorm": 4],
         "vit_dynamo": ["FusedGelu": 2, "FusedAttention": 2, "FusedAddNorm": 4],
     ]

@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Turns one TensorProto into a HostTensor: checks dims and data length against each other
 /// before any allocation sized by the file, reads raw or typed fields or external data, and
 /// widens float16/bfloat16/float64 to float32 (the only float type kernels compute in).
@@ -117,27 +121,29 @@ enum TensorDecoding {
 
     /// Copies little-endian element bytes (possibly unaligned) into a new tensor, widening
     /// float16/bfloat16/float64 to float32. Every element is written, so the storage is not
-    /// zeroed first.
+    /// zeroed first; compute types are copied as bytes, big ones on several threads.
     private static func convert(from src: UnsafeRawPointer?, fileType: DType, shape: [Int]) -> HostTensor {
         let count = Shape.product(shape)
         guard let src, count > 0 else { return HostTensor(zeros: fileType.isComputeType ? fileType : .float32, shape: shape) }
-        let dtype = fileType.isComputeType ? fileType : .float32
-        let out = HostTensor(dtype: dtype, shape: shape, storage: TensorStorage(uninitialized: count * dtype.byteSize))
+        if fileType.isComputeType {
+            return HostTensor(dtype: fileType, shape: shape,
+                              storage: TensorStorage.copy(of: src, byteCount: count * fileType.byteSize, threads: copyThreads))
+        }
+        let out = HostTensor(dtype: .float32, shape: shape, storage: TensorStorage(uninitialized: count * DType.float32.byteSize))
+        let dst = out.pointer(Float.self)
         switch fileType {
         case .float16:
-            let dst = out.pointer(Float.self)
             for i in 0..<count { dst[i] = halfToFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) }
         case .bfloat16:
-            let dst = out.pointer(Float.self)
             for i in 0..<count { dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) }
-        case .float64:
-            let dst = out.pointer(Float.self)
+        default: // float64, the other type that is not a compute type
             for i in 0..<count { dst[i] = Float(src.loadUnaligned(fromByteOffset: 8 * i, as: Double.self)) }
-        default:
-            out.raw.copyMemory(from: src, byteCount: count * fileType.byteSize)
         }
         return out
     }
+
+    /// Threads a model load copies big weights with (`TensorStorage.copy`): the machine's, up to 4.
+    static let copyThreads = max(1, min(4, sysconf(Int32(_SC_NPROCESSORS_ONLN))))
 
     /// IEEE 754 binary16 → binary32, including subnormals, infinities and NaN.
     static func halfToFloat(_ h: UInt16) -> Float {

@@ -17,6 +17,8 @@ package enum FusedKernels {
         ("graft:FusedAddNorm", addNorm),
         // Q, K, V [B, S, H·D], mask → attention output [B, Sq, H·Dv] (FusedAttention.swift).
         ("graft:FusedAttention", FusedAttentionKernel.make),
+        // A [B, H, M, K], K/V cache X [B, KVH, ·, ·] → A · op(X[h / g]) [B, H, M, N] (GroupedMatMul.swift).
+        ("graft:GroupedMatMul", GroupedMatMulKernel.make),
     ]
 
     /// Residual add + normalisation in one pass per row:

@@ -28,7 +28,7 @@ package final class PackedWeight: @unchecked Sendable {
         self.k = k
         self.n = n
         floatCount = graft_gemm_packed_count(k, n)
-        storage = TensorStorage(uninitialized: max(floatCount, 16) * 4)
+        storage = TensorStorage(uninitialized: max(floatCount, 16) * 4, threads: threads)
         let data = storage.base.bindMemory(to: Float.self, capacity: max(floatCount, 16))
         self.data = data
         source = b.storage

@@ -5,7 +5,8 @@ import Glibc
 /// Load-time fusions: rewrites chains of elementwise nodes that the exporters write for one
 /// framework op (GELU, scaled + masked softmax, attention, LayerNorm / RMS norm, residual add + norm) into
 /// one node of the private domain `graft`, whose kernel (`Kernels/FusedKernels.swift`) does the
-/// chain in one pass. Matchers: `FusionGelu`, `FusionSoftmax`, `FusionAttention`, `FusionNorm`.
+/// chain in one pass. Matchers: `FusionGelu`, `FusionSoftmax`, `FusionAttention`, `FusionGroupedKV`,
+/// `FusionNorm`.
 ///
 /// A chain is rewritten only when the rewrite computes the same function:
 /// - every value inside the chain is read only by the chain and is not a graph output;
@@ -57,6 +58,7 @@ package enum Fusion {
         FusionGelu.match,
         FusionSoftmax.match,
         FusionAttention.match,       // reads the FusedScaledSoftmax nodes FusionSoftmax wrote
+        FusionGroupedKV.match,       // attention products left unfused over repeated K/V heads
         FusionNorm.matchLayerNorm,   // before RMS: its tail is an RMS norm of the centred value
         FusionNorm.matchRMS,
         FusionNorm.matchAddNorm,

@@ -114,6 +114,8 @@ package final class Plan: @unchecked Sendable {
     package static func build(graph: Graph, inputTypes: [TensorType], threads: Int, sites: [Site] = [],
                               blocks: [MLPBlock] = [], epilogues: Bool = false) throws -> Plan {
         var compiled = try compile(graph: graph, inputTypes: inputTypes, threads: threads)
+        // Copy-only steps (Reshape, Squeeze, ...) become views of their input's storage.
+        let viewRoot = ViewAliasing.apply(&compiled, graphOutputs: Set(graph.outputs.map(\.name)))
         let fusedLinear = epilogues ? try LinearEpilogues.apply(&compiled, graph: graph, threads: threads) : LinearEpilogues.Result()
         let types = compiled.types
         let constants = compiled.constants
@@ -182,6 +184,7 @@ package final class Plan: @unchecked Sendable {
             for v in b.internalValues { blockOfValue[v] = b.index }
         }
 
+        ViewAliasing.extendLiveness(&lastUse, rootOf: viewRoot)
         var arena = ArenaAllocator()
         var arenaOffset: [String: (offset: Int, bytes: Int)] = [:]
         var releaseAt: [[String]] = Array(repeating: [], count: pending.count)
@@ -192,6 +195,8 @@ package final class Plan: @unchecked Sendable {
                 source = .constant(c)
             } else if let k = inputIndex[name] {
                 source = .input(k)
+            } else if let root = viewRoot[name] {
+                source = sources[try slot(for: root)]   // a view: the root's storage
             } else {
                 throw GraftError(.internalError, "value '\(name)' has no storage when planning")
             }
