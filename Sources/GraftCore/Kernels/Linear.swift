@@ -291,14 +291,35 @@ package enum LinearKernels {
             // Each part packs its whole share of both operands on every call, so split the
             // larger one: by rows when there are more rows than columns (each part then packs
             // all of B [k×n] and its rows of A), else by columns (each packs its columns of B
-            // and all of A [rows×k]) — columns for short sequences and decode.
+            // and all of A [rows×k]) — columns for short sequences. One row (decode) splits K.
             let rowCount = Shape.product(batchA) * m
             let rows = try blasInt(rowCount, "rows of A", ctx)
             let threads = rowCount * n * k >= splitGemmWork ? ctx.threads : 1
             let byRows = rowCount >= 4 * threads && rowCount > n
+            // One row (decode): each thread multiplies a contiguous block of B's rows (one
+            // sequential stream through memory per thread, rather than a slice of every row)
+            // into a partial sum; partials after the first live in `partials` [threads - 1][n]
+            // and are added into C afterwards. Measured on the Llama decode step, 2 threads,
+            // interleaved: 9.39–9.46 → 8.59–8.79 ms median.
+            let splitK = rowCount == 1 && threads > 1 && k >= 2 * 64
+            let partials = splitK ? Scratch(count: (threads - 1) * n) : nil
             // The epilogue runs on each thread's block of C right after its product.
             let blas: @Sendable (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void = { pa, pb, pc in
-                if threads == 1 {
+                if let partials {
+                    parallelFor(threads, threads: threads) { parts in
+                        for t in parts {
+                            let k0 = k * t / threads, k1 = k * (t + 1) / threads
+                            let y = t == 0 ? pc : partials.p + (t - 1) * n
+                            y.update(repeating: 0, count: n)
+                            cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k1 - k0), n32, 1, pb + k0 * n, n32, pa + k0, 1, 0, y, 1)
+                        }
+                    }
+                    for t in 1..<threads {
+                        let y = partials.p + (t - 1) * n
+                        for j in 0..<n { pc[j] += y[j] }
+                    }
+                    epilogue?.finish(pc, ldc: n, rows: 0..<1, columns: 0..<n)
+                } else if threads == 1 {
                     product(pa, pb, pc, m: rows, n: n32, k: k32)
                     epilogue?.finish(pc, ldc: n, rows: 0..<rowCount, columns: 0..<n)
                 } else if byRows {
