@@ -145,10 +145,4 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "LORA". Reads only that file.
-func claimsLoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory,
-          let json = try? readConfigJSON(path),
-          let type = peftType(of: json)
-    else { return false }
-    return type == "LORA"
-}
+func claimsLoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: "LORA") }

@@ -218,10 +218,4 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "GRAFT_MOE_LORA". Reads only that file.
-func claimsMoELoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory,
-          let json = try? readConfigJSON(path),
-          let type = peftType(of: json)
-    else { return false }
-    return type == moePeftType
-}
+func claimsMoELoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: moePeftType) }

@@ -215,7 +215,4 @@ func loadMixLoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "MIXLORA". Reads only that file.
-func claimsMixLoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory, let json = try? readConfigJSON(path), let type = peftType(of: json) else { return false }
-    return type == mixloraPeftType
-}
+func claimsMixLoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: mixloraPeftType) }

@@ -161,7 +161,4 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "GRAFT_MODALITY_GATE".
-func claimsModalityGate(_ path: String) -> Bool {
-    guard fileKind(path) == .directory, let json = try? readConfigJSON(path), let type = peftType(of: json) else { return false }
-    return type == modalityGatePeftType
-}
+func claimsModalityGate(_ path: String) -> Bool { isAdapterDirectory(path, peftType: modalityGatePeftType) }

@@ -32,6 +32,13 @@ package func peftType(of config: JSONValue) -> String? {
     return nil
 }
 
+/// claims: true when `path` is a directory whose adapter_config.json says peft_type `type`.
+/// Reads only that file; any failure to read it is "not mine".
+package func isAdapterDirectory(_ path: String, peftType type: String) -> Bool {
+    guard fileKind(path) == .directory, let json = try? readConfigJSON(path) else { return false }
+    return peftType(of: json) == type
+}
+
 /// True when the field is present and not null / false / empty.
 package func isSet(_ value: JSONValue?) -> Bool {
     switch value {
