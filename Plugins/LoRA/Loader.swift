@@ -134,11 +134,8 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
         throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "graft_modalities needs a host with plugin ABI 1.1 or newer")
     }
     for term in plan {
-        var t = graft_lowrank_term(
-            struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: term.site, rank: term.rank,
-            a: term.a, b: term.b, scale: term.scale, activation: GRAFT_ACTIVATION_IDENTITY,
-            gate: nil, gate_ctx: nil, router: 0, expert: 0, modalities: config.modalities)
-        try host.addLowRank(builder, &t)
+        try host.addLowRank(builder, site: term.site, rank: term.rank, a: term.a, b: term.b, scale: term.scale,
+                            modalities: config.modalities)
     }
     host.setName(builder, lastComponent(directory))
     host.log(GRAFT_LOG_DEBUG, "lora: \(plan.count) term(s) from \(directory)")

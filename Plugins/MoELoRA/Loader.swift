@@ -206,11 +206,8 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
             renormalize: config.router.renormalize ? 1 : 0, threshold: config.router.threshold, expert_modalities: nil)
         let id = try host.addRouter(builder, &router)
         for (e, expert) in m.experts.enumerated() {
-            var t = graft_lowrank_term(
-                struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: m.site, rank: UInt32(config.r),
-                a: expert.a, b: expert.b, scale: config.scale, activation: GRAFT_ACTIVATION_IDENTITY,
-                gate: nil, gate_ctx: nil, router: id, expert: UInt32(e), modalities: 0)
-            try host.addLowRank(builder, &t)
+            try host.addLowRank(builder, site: m.site, rank: UInt32(config.r), a: expert.a, b: expert.b, scale: config.scale,
+                                router: id, expert: UInt32(e))
         }
     }
     host.setName(builder, lastComponent(directory))

@@ -149,11 +149,8 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
             }
         }
         for (x, expert) in m.experts.enumerated() {
-            var t = graft_lowrank_term(
-                struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: m.site, rank: UInt32(config.r),
-                a: expert.a, b: expert.b, scale: config.scale, activation: GRAFT_ACTIVATION_IDENTITY,
-                gate: nil, gate_ctx: nil, router: id, expert: UInt32(x), modalities: config.expertMasks[x])
-            try host.addLowRank(builder, &t)
+            try host.addLowRank(builder, site: m.site, rank: UInt32(config.r), a: expert.a, b: expert.b, scale: config.scale,
+                                router: id, expert: UInt32(x), modalities: config.expertMasks[x])
         }
     }
     host.setName(builder, lastComponent(directory))
