@@ -57,15 +57,6 @@ private func classify(_ key: String) throws(PluginFailure) -> KeyKind {
     throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) holds \(key); the MoE-LoRA plugin reads only \(expectedKeys)")
 }
 
-/// The tensors of one module, as found in the file.
-private struct ModuleWeights {
-    let module: String
-    var router: graft_st_tensor?
-    var bias: graft_st_tensor?
-    var a: [Int: graft_st_tensor] = [:]
-    var b: [Int: graft_st_tensor] = [:]
-}
-
 /// "0, 2 and 3" (at most 8 listed).
 private func list(_ numbers: [Int]) -> String {
     let shown = numbers.prefix(8).map(String.init)
@@ -96,10 +87,10 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     defer { host.closeSafetensors(file) }
 
     // Group the tensors by module, in file order of first appearance.
-    var groups = ModuleGroups<ModuleWeights>()
+    var groups = ModuleGroups<ExpertModuleWeights>()
     try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
         let kind = try classify(key)
-        let i = groups.index(of: kind.module, make: { ModuleWeights(module: $0) })
+        let i = groups.index(of: kind.module, make: { ExpertModuleWeights(module: $0) })
         switch kind {
         case .routerWeight: groups[i].router = tensor
         case .routerBias: groups[i].bias = tensor

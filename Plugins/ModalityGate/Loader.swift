@@ -10,14 +10,6 @@ import GraftPluginSupport
 
 private let expectedKeys = "<module>.experts.<e>.lora_A.weight, <module>.experts.<e>.lora_B.weight (and, with a router, <module>.router.weight / .router.bias)"
 
-private struct ModuleWeights {
-    let module: String
-    var router: graft_st_tensor?
-    var bias: graft_st_tensor?
-    var a: [Int: graft_st_tensor] = [:]
-    var b: [Int: graft_st_tensor] = [:]
-}
-
 private struct Planned {
     let site: UInt32
     let router: UnsafePointer<Float>?
@@ -63,13 +55,13 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
     let weights = try weightsPath(in: directory)
     let file = try host.openSafetensors(weights)
     defer { host.closeSafetensors(file) }
-    var groups = ModuleGroups<ModuleWeights>()
+    var groups = ModuleGroups<ExpertModuleWeights>()
     try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
         let (module, kind, e) = try classify(key, experts: config.experts)
         if (kind == "router" || kind == "bias") && config.router == nil {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) holds \(key), but \(configFileName) has no \"router\" (hard modality gates have no router weights)")
         }
-        let i = groups.index(of: module, make: { ModuleWeights(module: $0) })
+        let i = groups.index(of: module, make: { ExpertModuleWeights(module: $0) })
         switch kind {
         case "router": groups[i].router = tensor
         case "bias": groups[i].bias = tensor
