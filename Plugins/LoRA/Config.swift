@@ -118,16 +118,7 @@ private func boolean(_ value: JSONValue?, _ field: String) throws(PluginFailure)
 
 /// Reads and checks a parsed adapter_config.json.
 func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
-    guard case .object = json else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json must hold a JSON object, got \(json.kindDescription)")
-    }
-    guard let type = peftType(of: json) else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"peft_type\" string")
-    }
-    guard type == "LORA" else {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
-                            "adapter_config.json has peft_type \"\(type)\"; the LoRA plugin reads only \"LORA\"")
-    }
+    try requirePeftType(json, "LORA", reader: "the LoRA plugin")
 
     // Refusals first: each of these changes the forward pass in a way this plugin does not compute.
     if try boolean(json["use_dora"], "use_dora") {
@@ -156,10 +147,7 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
         ("monteclora_config", "MonteCLoRA (\"monteclora_config\")"),
         ("megatron_config", "Megatron parallel layers (\"megatron_config\")"),
     ]
-    for refusal in refusals where isSet(json[refusal.field]) {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
-                            "adapter_config.json asks for \(refusal.what), which Graft's LoRA plugin does not support")
-    }
+    try refuseOptions(json, refusals, reader: "Graft's LoRA plugin")
 
     var config = LoRAConfig()
     if let r = json["r"], !(r.isNull) { config.r = try positiveInt(r, "r") }

@@ -56,13 +56,8 @@ func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfi
         ("use_dora", "DoRA experts (\"use_dora\")"),
         ("expert_lora", "a separate expert LoRA config (\"expert_lora\"), which the mixlora package 0.2.3 ignores when loading, so the checkpoint's meaning is ambiguous"),
     ]
-    for refusal in refusals where isSet(json[refusal.field]) {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json asks for \(refusal.what), which Graft does not support")
-    }
-    switch json["bias"] {
-    case nil, .null?, .string("none")?: break
-    case let other?: throw configError("bias", "\"none\" (trained biases are not supported)", other)
-    }
+    try refuseOptions(json, refusals, reader: "Graft")
+    try requireNoTrainedBias(json)
 
     var config = MixLoRAConfig()
     // The package reads r and lora_alpha with config["r"]: no defaults.
