@@ -148,13 +148,13 @@ struct Bench: ParsableCommand {
     private func makeInputs(_ core: CoreModel) throws -> [String: HostTensor] {
         var symbols: [String: Int] = [:]
         for spec in dims {
-            let (name, value) = try split(spec, option: "--dim")
+            let (name, value) = try splitNameValue(spec, option: "--dim")
             guard let n = Int(value), n >= 0 else { throw GraftError(.invalidArgument, "--dim \(spec): the value is not a size") }
             symbols[name] = n
         }
         var given: [String: [Int]] = [:]
         for spec in shapes {
-            let (name, value) = try split(spec, option: "--shape")
+            let (name, value) = try splitNameValue(spec, option: "--shape")
             guard let decl = core.graph.inputs.first(where: { $0.name == name }) else {
                 let names = core.graph.inputs.map(\.name).joined(separator: ", ")
                 throw GraftError(.invalidArgument, "--shape names '\(name)', which is not an input (inputs: \(names))")
@@ -227,13 +227,6 @@ struct Bench: ParsableCommand {
             throw GraftError(.unsupported, "input '\(decl.name)' is \(decl.dtype); bench makes float32, integer and bool inputs only")
         }
         return t
-    }
-
-    private func split(_ spec: String, option: String) throws -> (String, String) {
-        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
-            throw GraftError(.invalidArgument, "\(option) expects NAME=VALUE, got '\(spec)'")
-        }
-        return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
     }
 }
 
