@@ -56,9 +56,7 @@ private struct PlannedTerm {
 }
 
 func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
-    guard fileKind(directory) == .directory else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; a PEFT LoRA adapter is a directory with \(configFileName) and \(weightsFileName)")
-    }
+    try requireAdapterDirectory(directory, kind: "a PEFT LoRA adapter")
     let config = try parseLoRAConfig(try readConfigJSON(directory))
 
     let weights = try weightsPath(in: directory)

@@ -75,9 +75,7 @@ private struct PlannedModule {
 }
 
 func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
-    guard fileKind(directory) == .directory else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; a MoE-LoRA adapter is a directory with \(configFileName) and \(weightsFileName)")
-    }
+    try requireAdapterDirectory(directory, kind: "a MoE-LoRA adapter")
     // Nothing below can be added without routers: say so first, not after reading the weights.
     try host.requireRouters()
     let config = try parseMoEConfig(try readConfigJSON(directory))

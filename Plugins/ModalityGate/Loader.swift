@@ -45,9 +45,7 @@ private func classify(_ key: String, experts: Int) throws(PluginFailure) -> (mod
 }
 
 func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
-    guard fileKind(directory) == .directory else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; a ModalityGate adapter is a directory with \(configFileName) and \(weightsFileName)")
-    }
+    try requireAdapterDirectory(directory, kind: "a ModalityGate adapter")
     let config = try parseModalityGateConfig(try readConfigJSON(directory))
     // Hard gates need ABI 1.1 (graft_lowrank_term.modalities); routing within groups 1.2.
     if config.router != nil { try host.requireExpertGroups("modality-gate") } else { try host.requireTermModalities("modality-gate") }

@@ -10,6 +10,14 @@ package let configSizeLimit = 4 << 20
 /// PEFT's prefix on every saved key (PeftModel.base_model.model.<module>).
 package let keyPrefix = "base_model.model."
 
+/// The first check of every load: `directory` must be one (IO error otherwise). `kind` names the
+/// format in the message ("a MoE-LoRA adapter").
+package func requireAdapterDirectory(_ directory: String, kind: String) throws(PluginFailure) {
+    guard fileKind(directory) == .directory else {
+        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; \(kind) is a directory with \(configFileName) and \(weightsFileName)")
+    }
+}
+
 /// Reads and parses adapter_config.json in `directory`.
 package func readConfigJSON(_ directory: String) throws(PluginFailure) -> JSONValue {
     let path = joinPath(directory, configFileName)
