@@ -174,7 +174,7 @@ struct Bench: ParsableCommand {
             }
             given[name] = shape
         }
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix(seed: seed)
         var out: [String: HostTensor] = [:]
         for decl in core.graph.inputs {
             let shape: [Int]
@@ -231,17 +231,11 @@ struct Bench: ParsableCommand {
 }
 
 /// Deterministic generator for synthetic inputs.
-private struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+private typealias SplitMix = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in [-1, 1).
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
+    fileprivate mutating func uniform() -> Float { unit() * 2 - 1 }
 }
 
 private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
