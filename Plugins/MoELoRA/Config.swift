@@ -50,10 +50,7 @@ func parseMoEConfig(_ json: JSONValue) throws(PluginFailure) -> MoEConfig {
 
     var config = MoEConfig()
     if let r = configMember(json, "r") { config.r = try configInteger(r, "r", 1...maxRank) }
-    if let alpha = configMember(json, "lora_alpha") {
-        guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
-        config.alpha = a
-    }
+    if let alpha = configMember(json, "lora_alpha") { config.alpha = try configFiniteNumber(alpha, "lora_alpha") }
     guard let experts = configMember(json, "num_experts") else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"num_experts\" (the number of LoRA experts per module)")
     }

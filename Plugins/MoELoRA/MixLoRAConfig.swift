@@ -64,8 +64,7 @@ func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfi
     guard let r = configMember(json, "r") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"r\" (the LoRA rank)") }
     config.r = try configInteger(r, "r", 1...maxRank)
     guard let alpha = configMember(json, "lora_alpha") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"lora_alpha\"") }
-    guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
-    config.alpha = a
+    config.alpha = try configFiniteNumber(alpha, "lora_alpha")
     if let rs = configMember(json, "use_rslora") { config.rslora = try configBool(rs, "use_rslora") }
 
     guard let experts = configMember(json, "num_experts") else {

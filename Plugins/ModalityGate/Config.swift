@@ -53,10 +53,7 @@ func parseModalityGateConfig(_ json: JSONValue) throws(PluginFailure) -> Modalit
 
     var config = ModalityGateConfig()
     if let r = configMember(json, "r") { config.r = try configInteger(r, "r", 1...4096) }
-    if let alpha = configMember(json, "lora_alpha") {
-        guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
-        config.alpha = a
-    }
+    if let alpha = configMember(json, "lora_alpha") { config.alpha = try configFiniteNumber(alpha, "lora_alpha") }
     guard let experts = configMember(json, "num_experts") else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(configFileName) has no \"num_experts\" (the number of LoRA experts per module)")
     }

@@ -31,3 +31,12 @@ package func requireNoTrainedBias(_ json: JSONValue) throws(PluginFailure) {
     case let other?: throw configError("bias", "\"none\" (trained biases are not supported)", other)
     }
 }
+
+/// A number field such as lora_alpha: finite and at most 1e30 in magnitude (so products with
+/// weights stay finite in Float).
+package func configFiniteNumber(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Double {
+    guard case .number(let number) = value, number.isFinite, abs(number) <= 1e30 else {
+        throw configError(field, "a finite number", value)
+    }
+    return number
+}
