@@ -15,20 +15,14 @@ export PATH=/opt/swift/usr/bin:$PATH
 FUZZ_SECONDS=${FUZZ_SECONDS:-10}
 passed=0
 failed=0
-check() {   # check NAME COMMAND...
+source scripts/lib/check.sh
+check() {   # check NAME COMMAND...: into a temporary log, shown (its tail) only on failure
     local name=$1
     shift
     local log
     log=$(mktemp /tmp/graft-robustness.XXXXXX)
-    local start=$SECONDS
-    if "$@" >"$log" 2>&1; then
-        passed=$((passed + 1))
-        echo "PASS $name ($((SECONDS - start)) s): $(grep -E '^(fuzz |ConcurrencyTests:|sanitizers:)' "$log" | tail -1)"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name ($((SECONDS - start)) s)"
+    timed_check "$name" "$log" '^(fuzz |ConcurrencyTests:|sanitizers:)' "" "$@" ||
         tail -40 "$log" | sed 's/^/    /'
-    fi
     rm -f "$log"
 }
 

@@ -32,21 +32,17 @@ mkdir -p "$LOGS"
 passed=0
 failed=0
 
-# check NAME LOG COMMAND...: runs COMMAND into LOG, prints PASS/FAIL with the time taken.
+source scripts/lib/check.sh
+# check NAME LOG COMMAND...: runs COMMAND into LOG (kept), prints PASS/FAIL with the time taken
+# and, on failure, the sanitizer reports, test failures and tail of LOG.
 check() {
     local name=$1 log=$2
     shift 2
-    local start=$SECONDS
-    if "$@" >"$log" 2>&1; then
-        passed=$((passed + 1))
-        echo "PASS $name ($((SECONDS - start)) s): $(grep -E 'Test run with|Executed [0-9]+ tests|ConcurrencyTests:' "$log" | tail -1)"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $name ($((SECONDS - start)) s), log $log"
+    timed_check "$name" "$log" 'Test run with|Executed [0-9]+ tests|ConcurrencyTests:' ", log $log" "$@" || {
         grep -E -A12 'ERROR: (Address|Leak)Sanitizer|WARNING: ThreadSanitizer' "$log" | head -40 | sed 's/^/    /'
         grep -E '✘|error:' "$log" | head -10 | sed 's/^/    /'
         tail -20 "$log" | sed 's/^/    /'
-    fi
+    }
 }
 
 # Each run writes to stdout (the log `check` opened as $log) and then fails on a sanitizer

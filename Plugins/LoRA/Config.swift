@@ -57,6 +57,22 @@ struct PatternEntry<V> {
     }
 }
 
+/// rank_pattern / alpha_pattern: an object of module patterns to values (`what`), each value
+/// read by `read(value, "field[\"key\"]")`; absent or null is no entries.
+private func patternEntries<V>(_ json: JSONValue, _ field: String, of what: String,
+                               _ read: (JSONValue, String) throws(PluginFailure) -> V) throws(PluginFailure) -> [PatternEntry<V>] {
+    switch json[field] {
+    case nil, .null?: return []
+    case .object(let members)?:
+        var entries: [PatternEntry<V>] = []
+        for member in members {
+            entries.append(try PatternEntry(key: member.key, value: try read(member.value, "\(field)[\"\(member.key)\"]"), field: field))
+        }
+        return entries
+    case let other?: throw invalid(field, "an object of module patterns to \(what)", other)
+    }
+}
+
 struct LoRAConfig {
     var r = 8
     var alpha = 8.0
@@ -118,16 +134,7 @@ private func boolean(_ value: JSONValue?, _ field: String) throws(PluginFailure)
 
 /// Reads and checks a parsed adapter_config.json.
 func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
-    guard case .object = json else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json must hold a JSON object, got \(json.kindDescription)")
-    }
-    guard let type = peftType(of: json) else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"peft_type\" string")
-    }
-    guard type == "LORA" else {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
-                            "adapter_config.json has peft_type \"\(type)\"; the LoRA plugin reads only \"LORA\"")
-    }
+    try requirePeftType(json, "LORA", reader: "the LoRA plugin")
 
     // Refusals first: each of these changes the forward pass in a way this plugin does not compute.
     if try boolean(json["use_dora"], "use_dora") {
@@ -156,10 +163,7 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
         ("monteclora_config", "MonteCLoRA (\"monteclora_config\")"),
         ("megatron_config", "Megatron parallel layers (\"megatron_config\")"),
     ]
-    for refusal in refusals where isSet(json[refusal.field]) {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
-                            "adapter_config.json asks for \(refusal.what), which Graft's LoRA plugin does not support")
-    }
+    try refuseOptions(json, refusals, reader: "Graft's LoRA plugin")
 
     var config = LoRAConfig()
     if let r = json["r"], !(r.isNull) { config.r = try positiveInt(r, "r") }
@@ -167,24 +171,8 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     config.useRSLoRA = try boolean(json["use_rslora"], "use_rslora")
     config.fanInFanOut = try boolean(json["fan_in_fan_out"], "fan_in_fan_out")
 
-    switch json["rank_pattern"] {
-    case nil, .null?: break
-    case .object(let members)?:
-        for member in members {
-            config.rankPattern.append(try PatternEntry(
-                key: member.key, value: try positiveInt(member.value, "rank_pattern[\"\(member.key)\"]"), field: "rank_pattern"))
-        }
-    case let other?: throw invalid("rank_pattern", "an object of module patterns to ranks", other)
-    }
-    switch json["alpha_pattern"] {
-    case nil, .null?: break
-    case .object(let members)?:
-        for member in members {
-            config.alphaPattern.append(try PatternEntry(
-                key: member.key, value: try finiteNumber(member.value, "alpha_pattern[\"\(member.key)\"]"), field: "alpha_pattern"))
-        }
-    case let other?: throw invalid("alpha_pattern", "an object of module patterns to alphas", other)
-    }
+    config.rankPattern = try patternEntries(json, "rank_pattern", of: "ranks", positiveInt)
+    config.alphaPattern = try patternEntries(json, "alpha_pattern", of: "alphas", finiteNumber)
 
     switch json["target_modules"] {
     case nil, .null?: break

@@ -2,17 +2,12 @@
 import CGraftPlugin
 import GraftPluginSupport
 
-private let claimsThunk: ClaimsFunction = { _, path in runClaims(path, claimsLoRA) }
-
-private let loadThunk: LoadFunction = { ctx, path, builder in
-    runLoad(ctx, path, builder, plugin: "lora") { host, directory, builder throws(PluginFailure) in
-        try loadLoRA(host: host, directory: directory, builder: builder)
-    }
-}
+private let plugin = SwiftPlugin(
+    name: "lora", version: "1.0.0",
+    description: "PEFT LoRA / rsLoRA directories (adapter_config.json + adapter_model.safetensors) on linear layers",
+    claims: claimsLoRA, load: loadLoRA)
 
 @_cdecl("graft_plugin_entry")
 public func graftPluginEntry(_ hostAPI: UnsafePointer<graft_host_api>?) -> UnsafePointer<graft_plugin>? {
-    makePluginTable(host: hostAPI, name: "lora", version: "1.0.0",
-                    description: "PEFT LoRA / rsLoRA directories (adapter_config.json + adapter_model.safetensors) on linear layers",
-                    claims: claimsThunk, load: loadThunk)
+    plugin.table(host: hostAPI, claims: { _, path in plugin.claims(path) }, load: { ctx, path, builder in plugin.load(ctx, path, builder) })
 }

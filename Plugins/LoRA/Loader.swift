@@ -56,9 +56,7 @@ private struct PlannedTerm {
 }
 
 func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
-    guard fileKind(directory) == .directory else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; a PEFT LoRA adapter is a directory with \(configFileName) and \(weightsFileName)")
-    }
+    try requireAdapterDirectory(directory, kind: "a PEFT LoRA adapter")
     let config = try parseLoRAConfig(try readConfigJSON(directory))
 
     let weights = try weightsPath(in: directory)
@@ -134,21 +132,12 @@ func loadLoRA(host: Host, directory: String, builder: OpaquePointer) throws(Plug
         throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "graft_modalities needs a host with plugin ABI 1.1 or newer")
     }
     for term in plan {
-        var t = graft_lowrank_term(
-            struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: term.site, rank: term.rank,
-            a: term.a, b: term.b, scale: term.scale, activation: GRAFT_ACTIVATION_IDENTITY,
-            gate: nil, gate_ctx: nil, router: 0, expert: 0, modalities: config.modalities)
-        try host.addLowRank(builder, &t)
+        try host.addLowRank(builder, site: term.site, rank: term.rank, a: term.a, b: term.b, scale: term.scale,
+                            modalities: config.modalities)
     }
     host.setName(builder, lastComponent(directory))
     host.log(GRAFT_LOG_DEBUG, "lora: \(plan.count) term(s) from \(directory)")
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "LORA". Reads only that file.
-func claimsLoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory,
-          let json = try? readConfigJSON(path),
-          let type = peftType(of: json)
-    else { return false }
-    return type == "LORA"
-}
+func claimsLoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: "LORA") }

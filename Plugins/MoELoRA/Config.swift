@@ -33,16 +33,7 @@ struct MoEConfig {
 
 /// Reads and checks a parsed adapter_config.json.
 func parseMoEConfig(_ json: JSONValue) throws(PluginFailure) -> MoEConfig {
-    guard case .object = json else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json must hold a JSON object, got \(json.kindDescription)")
-    }
-    guard let type = peftType(of: json) else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"peft_type\" string")
-    }
-    guard type == moePeftType else {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
-                            "adapter_config.json has peft_type \"\(type)\"; the MoE-LoRA plugin reads only \"\(moePeftType)\"")
-    }
+    try requirePeftType(json, moePeftType, reader: "the MoE-LoRA plugin")
 
     // LoRA options the format does not compute: refused rather than ignored.
     let refusals: [(field: String, what: String)] = [
@@ -54,21 +45,12 @@ func parseMoEConfig(_ json: JSONValue) throws(PluginFailure) -> MoEConfig {
         ("lora_bias", "a bias on lora_B (\"lora_bias\")"),
         ("graft_modalities", "modality gates (\"graft_modalities\")"),
     ]
-    for refusal in refusals where isSet(json[refusal.field]) {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
-                            "adapter_config.json asks for \(refusal.what), which the MoE-LoRA plugin does not support")
-    }
-    switch json["bias"] {
-    case nil, .null?, .string("none")?: break
-    case let other?: throw configError("bias", "\"none\" (trained biases are not supported)", other)
-    }
+    try refuseOptions(json, refusals, reader: "the MoE-LoRA plugin")
+    try requireNoTrainedBias(json)
 
     var config = MoEConfig()
     if let r = configMember(json, "r") { config.r = try configInteger(r, "r", 1...maxRank) }
-    if let alpha = configMember(json, "lora_alpha") {
-        guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
-        config.alpha = a
-    }
+    if let alpha = configMember(json, "lora_alpha") { config.alpha = try configFiniteNumber(alpha, "lora_alpha") }
     guard let experts = configMember(json, "num_experts") else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"num_experts\" (the number of LoRA experts per module)")
     }

@@ -5,21 +5,19 @@
 import CGraftPlugin
 import GraftPluginSupport
 
-private let claimsThunk: ClaimsFunction = { _, path in runClaims(path) { claimsMoELoRA($0) || claimsMixLoRA($0) } }
-
-private let loadThunk: LoadFunction = { ctx, path, builder in
-    runLoad(ctx, path, builder, plugin: "moe-lora") { host, directory, builder throws(PluginFailure) in
+private let plugin = SwiftPlugin(
+    name: "moe-lora", version: "1.1.0",
+    description: "Mixtures of LoRA experts: per linear layer (peft_type GRAFT_MOE_LORA: router + experts, softmax / top-k / threshold / sigmoid gates) and per MLP block (peft_type MIXLORA checkpoints)",
+    claims: { claimsMoELoRA($0) || claimsMixLoRA($0) },
+    load: { host, directory, builder throws(PluginFailure) in
         if claimsMixLoRA(directory) {
             try loadMixLoRA(host: host, directory: directory, builder: builder)
         } else {
             try loadMoELoRA(host: host, directory: directory, builder: builder)
         }
-    }
-}
+    })
 
 @_cdecl("graft_plugin_entry")
 public func graftPluginEntry(_ hostAPI: UnsafePointer<graft_host_api>?) -> UnsafePointer<graft_plugin>? {
-    makePluginTable(host: hostAPI, name: "moe-lora", version: "1.1.0",
-                    description: "Mixtures of LoRA experts: per linear layer (peft_type GRAFT_MOE_LORA: router + experts, softmax / top-k / threshold / sigmoid gates) and per MLP block (peft_type MIXLORA checkpoints)",
-                    claims: claimsThunk, load: loadThunk)
+    plugin.table(host: hostAPI, claims: { _, path in plugin.claims(path) }, load: { ctx, path, builder in plugin.load(ctx, path, builder) })
 }

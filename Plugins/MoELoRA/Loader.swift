@@ -57,15 +57,6 @@ private func classify(_ key: String) throws(PluginFailure) -> KeyKind {
     throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) holds \(key); the MoE-LoRA plugin reads only \(expectedKeys)")
 }
 
-/// The tensors of one module, as found in the file.
-private struct ModuleWeights {
-    let module: String
-    var router: graft_st_tensor?
-    var bias: graft_st_tensor?
-    var a: [Int: graft_st_tensor] = [:]
-    var b: [Int: graft_st_tensor] = [:]
-}
-
 /// "0, 2 and 3" (at most 8 listed).
 private func list(_ numbers: [Int]) -> String {
     let shown = numbers.prefix(8).map(String.init)
@@ -84,9 +75,7 @@ private struct PlannedModule {
 }
 
 func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
-    guard fileKind(directory) == .directory else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; a MoE-LoRA adapter is a directory with \(configFileName) and \(weightsFileName)")
-    }
+    try requireAdapterDirectory(directory, kind: "a MoE-LoRA adapter")
     // Nothing below can be added without routers: say so first, not after reading the weights.
     try host.requireRouters()
     let config = try parseMoEConfig(try readConfigJSON(directory))
@@ -96,10 +85,10 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
     defer { host.closeSafetensors(file) }
 
     // Group the tensors by module, in file order of first appearance.
-    var groups = ModuleGroups<ModuleWeights>()
+    var groups = ModuleGroups<ExpertModuleWeights>()
     try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
         let kind = try classify(key)
-        let i = groups.index(of: kind.module, make: { ModuleWeights(module: $0) })
+        let i = groups.index(of: kind.module, make: { ExpertModuleWeights(module: $0) })
         switch kind {
         case .routerWeight: groups[i].router = tensor
         case .routerBias: groups[i].bias = tensor
@@ -206,11 +195,8 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
             renormalize: config.router.renormalize ? 1 : 0, threshold: config.router.threshold, expert_modalities: nil)
         let id = try host.addRouter(builder, &router)
         for (e, expert) in m.experts.enumerated() {
-            var t = graft_lowrank_term(
-                struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: m.site, rank: UInt32(config.r),
-                a: expert.a, b: expert.b, scale: config.scale, activation: GRAFT_ACTIVATION_IDENTITY,
-                gate: nil, gate_ctx: nil, router: id, expert: UInt32(e), modalities: 0)
-            try host.addLowRank(builder, &t)
+            try host.addLowRank(builder, site: m.site, rank: UInt32(config.r), a: expert.a, b: expert.b, scale: config.scale,
+                                router: id, expert: UInt32(e))
         }
     }
     host.setName(builder, lastComponent(directory))
@@ -218,10 +204,4 @@ func loadMoELoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "GRAFT_MOE_LORA". Reads only that file.
-func claimsMoELoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory,
-          let json = try? readConfigJSON(path),
-          let type = peftType(of: json)
-    else { return false }
-    return type == moePeftType
-}
+func claimsMoELoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: moePeftType) }

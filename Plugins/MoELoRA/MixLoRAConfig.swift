@@ -56,21 +56,15 @@ func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfi
         ("use_dora", "DoRA experts (\"use_dora\")"),
         ("expert_lora", "a separate expert LoRA config (\"expert_lora\"), which the mixlora package 0.2.3 ignores when loading, so the checkpoint's meaning is ambiguous"),
     ]
-    for refusal in refusals where isSet(json[refusal.field]) {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json asks for \(refusal.what), which Graft does not support")
-    }
-    switch json["bias"] {
-    case nil, .null?, .string("none")?: break
-    case let other?: throw configError("bias", "\"none\" (trained biases are not supported)", other)
-    }
+    try refuseOptions(json, refusals, reader: "Graft")
+    try requireNoTrainedBias(json)
 
     var config = MixLoRAConfig()
     // The package reads r and lora_alpha with config["r"]: no defaults.
     guard let r = configMember(json, "r") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"r\" (the LoRA rank)") }
     config.r = try configInteger(r, "r", 1...maxRank)
     guard let alpha = configMember(json, "lora_alpha") else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json has no \"lora_alpha\"") }
-    guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
-    config.alpha = a
+    config.alpha = try configFiniteNumber(alpha, "lora_alpha")
     if let rs = configMember(json, "use_rslora") { config.rslora = try configBool(rs, "use_rslora") }
 
     guard let experts = configMember(json, "num_experts") else {

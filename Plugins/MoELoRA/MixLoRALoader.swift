@@ -184,10 +184,7 @@ func loadMixLoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
 
     let scale = config.scale
     for t in attention {
-        var term = graft_lowrank_term(
-            struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: UInt32(t.site), rank: UInt32(config.r),
-            a: t.a, b: t.b, scale: scale, activation: GRAFT_ACTIVATION_IDENTITY, gate: nil, gate_ctx: nil, router: 0, expert: 0, modalities: 0)
-        try host.addLowRank(builder, &term)
+        try host.addLowRank(builder, site: UInt32(t.site), rank: UInt32(config.r), a: t.a, b: t.b, scale: scale)
     }
     for layer in planned {
         var router = graft_router(
@@ -215,7 +212,4 @@ func loadMixLoRA(host: Host, directory: String, builder: OpaquePointer) throws(P
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "MIXLORA". Reads only that file.
-func claimsMixLoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory, let json = try? readConfigJSON(path), let type = peftType(of: json) else { return false }
-    return type == mixloraPeftType
-}
+func claimsMixLoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: mixloraPeftType) }

@@ -48,20 +48,12 @@ func parseModalityGateConfig(_ json: JSONValue) throws(PluginFailure) -> Modalit
         ("lora_bias", "a bias on lora_B (\"lora_bias\")"),
         ("graft_modalities", "\"graft_modalities\" (a LORA key; this format names modalities per expert in \"expert_modalities\")"),
     ]
-    for refusal in refusals where isSet(json[refusal.field]) {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "\(configFileName) asks for \(refusal.what), which the ModalityGate plugin does not support")
-    }
-    switch json["bias"] {
-    case nil, .null?, .string("none")?: break
-    case let other?: throw configError("bias", "\"none\" (trained biases are not supported)", other)
-    }
+    try refuseOptions(json, refusals, reader: "the ModalityGate plugin")
+    try requireNoTrainedBias(json)
 
     var config = ModalityGateConfig()
     if let r = configMember(json, "r") { config.r = try configInteger(r, "r", 1...4096) }
-    if let alpha = configMember(json, "lora_alpha") {
-        guard case .number(let a) = alpha, a.isFinite, abs(a) <= 1e30 else { throw configError("lora_alpha", "a finite number", alpha) }
-        config.alpha = a
-    }
+    if let alpha = configMember(json, "lora_alpha") { config.alpha = try configFiniteNumber(alpha, "lora_alpha") }
     guard let experts = configMember(json, "num_experts") else {
         throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(configFileName) has no \"num_experts\" (the number of LoRA experts per module)")
     }

@@ -2,17 +2,12 @@
 import CGraftPlugin
 import GraftPluginSupport
 
-private let claimsThunk: ClaimsFunction = { _, path in runClaims(path, claimsModalityGate) }
-
-private let loadThunk: LoadFunction = { ctx, path, builder in
-    runLoad(ctx, path, builder, plugin: "modality-gate") { host, directory, builder throws(PluginFailure) in
-        try loadModalityGate(host: host, directory: directory, builder: builder)
-    }
-}
+private let plugin = SwiftPlugin(
+    name: "modality-gate", version: "1.0.0",
+    description: "LoRA experts per modality (peft_type GRAFT_MODALITY_GATE): hard modality gates, routing within modality groups, soft modality-specific + shared mixtures",
+    claims: claimsModalityGate, load: loadModalityGate)
 
 @_cdecl("graft_plugin_entry")
 public func graftPluginEntry(_ hostAPI: UnsafePointer<graft_host_api>?) -> UnsafePointer<graft_plugin>? {
-    makePluginTable(host: hostAPI, name: "modality-gate", version: "1.0.0",
-                    description: "LoRA experts per modality (peft_type GRAFT_MODALITY_GATE): hard modality gates, routing within modality groups, soft modality-specific + shared mixtures",
-                    claims: claimsThunk, load: loadThunk)
+    plugin.table(host: hostAPI, claims: { _, path in plugin.claims(path) }, load: { ctx, path, builder in plugin.load(ctx, path, builder) })
 }

@@ -10,14 +10,6 @@ import GraftPluginSupport
 
 private let expectedKeys = "<module>.experts.<e>.lora_A.weight, <module>.experts.<e>.lora_B.weight (and, with a router, <module>.router.weight / .router.bias)"
 
-private struct ModuleWeights {
-    let module: String
-    var router: graft_st_tensor?
-    var bias: graft_st_tensor?
-    var a: [Int: graft_st_tensor] = [:]
-    var b: [Int: graft_st_tensor] = [:]
-}
-
 private struct Planned {
     let site: UInt32
     let router: UnsafePointer<Float>?
@@ -53,9 +45,7 @@ private func classify(_ key: String, experts: Int) throws(PluginFailure) -> (mod
 }
 
 func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
-    guard fileKind(directory) == .directory else {
-        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; a ModalityGate adapter is a directory with \(configFileName) and \(weightsFileName)")
-    }
+    try requireAdapterDirectory(directory, kind: "a ModalityGate adapter")
     let config = try parseModalityGateConfig(try readConfigJSON(directory))
     // Hard gates need ABI 1.1 (graft_lowrank_term.modalities); routing within groups 1.2.
     if config.router != nil { try host.requireExpertGroups("modality-gate") } else { try host.requireTermModalities("modality-gate") }
@@ -63,13 +53,13 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
     let weights = try weightsPath(in: directory)
     let file = try host.openSafetensors(weights)
     defer { host.closeSafetensors(file) }
-    var groups = ModuleGroups<ModuleWeights>()
+    var groups = ModuleGroups<ExpertModuleWeights>()
     try host.forEachTensor(file) { (key, tensor) throws(PluginFailure) in
         let (module, kind, e) = try classify(key, experts: config.experts)
         if (kind == "router" || kind == "bias") && config.router == nil {
             throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(weightsFileName) holds \(key), but \(configFileName) has no \"router\" (hard modality gates have no router weights)")
         }
-        let i = groups.index(of: module, make: { ModuleWeights(module: $0) })
+        let i = groups.index(of: module, make: { ExpertModuleWeights(module: $0) })
         switch kind {
         case "router": groups[i].router = tensor
         case "bias": groups[i].bias = tensor
@@ -149,11 +139,8 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
             }
         }
         for (x, expert) in m.experts.enumerated() {
-            var t = graft_lowrank_term(
-                struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: m.site, rank: UInt32(config.r),
-                a: expert.a, b: expert.b, scale: config.scale, activation: GRAFT_ACTIVATION_IDENTITY,
-                gate: nil, gate_ctx: nil, router: id, expert: UInt32(x), modalities: config.expertMasks[x])
-            try host.addLowRank(builder, &t)
+            try host.addLowRank(builder, site: m.site, rank: UInt32(config.r), a: expert.a, b: expert.b, scale: config.scale,
+                                router: id, expert: UInt32(x), modalities: config.expertMasks[x])
         }
     }
     host.setName(builder, lastComponent(directory))
@@ -161,7 +148,4 @@ func loadModalityGate(host: Host, directory: String, builder: OpaquePointer) thr
 }
 
 /// claims: a directory whose adapter_config.json says peft_type "GRAFT_MODALITY_GATE".
-func claimsModalityGate(_ path: String) -> Bool {
-    guard fileKind(path) == .directory, let json = try? readConfigJSON(path), let type = peftType(of: json) else { return false }
-    return type == modalityGatePeftType
-}
+func claimsModalityGate(_ path: String) -> Bool { isAdapterDirectory(path, peftType: modalityGatePeftType) }

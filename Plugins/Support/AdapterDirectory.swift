@@ -10,6 +10,14 @@ package let configSizeLimit = 4 << 20
 /// PEFT's prefix on every saved key (PeftModel.base_model.model.<module>).
 package let keyPrefix = "base_model.model."
 
+/// The first check of every load: `directory` must be one (IO error otherwise). `kind` names the
+/// format in the message ("a MoE-LoRA adapter").
+package func requireAdapterDirectory(_ directory: String, kind: String) throws(PluginFailure) {
+    guard fileKind(directory) == .directory else {
+        throw PluginFailure(GRAFT_PLUGIN_IO, "\(directory) is not a directory; \(kind) is a directory with \(configFileName) and \(weightsFileName)")
+    }
+}
+
 /// Reads and parses adapter_config.json in `directory`.
 package func readConfigJSON(_ directory: String) throws(PluginFailure) -> JSONValue {
     let path = joinPath(directory, configFileName)
@@ -30,6 +38,13 @@ package func readConfigJSON(_ directory: String) throws(PluginFailure) -> JSONVa
 package func peftType(of config: JSONValue) -> String? {
     if case .string(let type)? = config["peft_type"] { return type }
     return nil
+}
+
+/// claims: true when `path` is a directory whose adapter_config.json says peft_type `type`.
+/// Reads only that file; any failure to read it is "not mine".
+package func isAdapterDirectory(_ path: String, peftType type: String) -> Bool {
+    guard fileKind(path) == .directory, let json = try? readConfigJSON(path) else { return false }
+    return peftType(of: json) == type
 }
 
 /// True when the field is present and not null / false / empty.

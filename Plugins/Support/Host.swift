@@ -109,6 +109,18 @@ package struct Host {
         guard status == GRAFT_PLUGIN_OK else { throw PluginFailure(status, "") }
     }
 
+    /// add_lowrank for the terms the Swift plugins make: no activation between A and B, no gate
+    /// function. `router` 0 means not routed; `modalities` 0 means every token.
+    ///     a [rank, in_features], b [out_features, rank], row-major; the host copies both.
+    package func addLowRank(_ builder: OpaquePointer, site: UInt32, rank: UInt32, a: UnsafePointer<Float>, b: UnsafePointer<Float>,
+                            scale: Float, router: UInt32 = 0, expert: UInt32 = 0, modalities: UInt32 = 0) throws(PluginFailure) {
+        var term = graft_lowrank_term(
+            struct_size: UInt32(MemoryLayout<graft_lowrank_term>.size), site: site, rank: rank,
+            a: a, b: b, scale: scale, activation: GRAFT_ACTIVATION_IDENTITY,
+            gate: nil, gate_ctx: nil, router: router, expert: expert, modalities: modalities)
+        try addLowRank(builder, &term)
+    }
+
     /// Byte size of graft_host_api in plugin ABI 1.0 (everything before add_router).
     package static let v10Size = MemoryLayout<graft_host_api>.offset(of: \graft_host_api.add_router)!
     /// Byte size of graft_host_api up to and including add_router (ABI 1.1).

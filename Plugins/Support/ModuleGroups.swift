@@ -1,3 +1,5 @@
+import CGraftPlugin
+
 /// Per-module groups of a weight file's tensors, in order of each module's first appearance
 /// (the order in which the plugins add sites, so an adapter's terms and routers come out in the
 /// file's order).
@@ -19,4 +21,18 @@ package struct ModuleGroups<Group> {
         get { groups[i] }
         set { groups[i] = newValue }
     }
+}
+
+/// One module's tensors in a mixture-of-LoRA-experts file (the MoE-LoRA and ModalityGate key
+/// scheme), as found; the loaders check them:
+///     <module>.router.weight [E, in], <module>.router.bias [E]
+///     <module>.experts.<e>.lora_A.weight [r, in] → a[e], ...lora_B.weight [out, r] → b[e]
+package struct ExpertModuleWeights {
+    package let module: String
+    package var router: graft_st_tensor?
+    package var bias: graft_st_tensor?
+    package var a: [Int: graft_st_tensor] = [:]
+    package var b: [Int: graft_st_tensor] = [:]
+
+    package init(module: String) { self.module = module }
 }

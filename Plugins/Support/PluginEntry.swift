@@ -64,3 +64,37 @@ package func runLoad(_ ctx: UnsafeMutableRawPointer?, _ path: UnsafePointer<CCha
 private func cString(_ s: StaticString) -> UnsafePointer<CChar> {
     UnsafeRawPointer(s.utf8Start).assumingMemoryBound(to: CChar.self)
 }
+
+/// What makes one Swift plugin: its graft_plugin strings and its claims and load functions.
+/// Each plugin's Entry.swift holds one as a global constant, and its graft_plugin_entry and
+/// thunks (C function pointers cannot capture, so they name that constant) only forward to it.
+package struct SwiftPlugin: Sendable {
+    package let name: StaticString
+    package let version: StaticString
+    package let description: StaticString
+    let claimsPath: @Sendable (String) -> Bool
+    let loadDirectory: @Sendable (Host, String, OpaquePointer) throws(PluginFailure) -> Void
+
+    package init(name: StaticString, version: StaticString, description: StaticString,
+                 claims: @escaping @Sendable (String) -> Bool,
+                 load: @escaping @Sendable (Host, String, OpaquePointer) throws(PluginFailure) -> Void) {
+        self.name = name
+        self.version = version
+        self.description = description
+        self.claimsPath = claims
+        self.loadDirectory = load
+    }
+
+    /// The body of graft_plugin_entry (makePluginTable), given the plugin's two thunks.
+    package func table(host: UnsafePointer<graft_host_api>?, claims: ClaimsFunction, load: LoadFunction) -> UnsafePointer<graft_plugin>? {
+        makePluginTable(host: host, name: name, version: version, description: description, claims: claims, load: load)
+    }
+
+    /// The body of the claims thunk.
+    package func claims(_ path: UnsafePointer<CChar>?) -> Int32 { runClaims(path, claimsPath) }
+
+    /// The body of the load thunk.
+    package func load(_ ctx: UnsafeMutableRawPointer?, _ path: UnsafePointer<CChar>?, _ builder: OpaquePointer?) -> Int32 {
+        runLoad(ctx, path, builder, plugin: "\(name)", loadDirectory)
+    }
+}

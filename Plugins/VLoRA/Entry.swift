@@ -2,17 +2,12 @@
 import CGraftPlugin
 import GraftPluginSupport
 
-private let claimsThunk: ClaimsFunction = { _, path in runClaims(path, claimsVLoRA) }
-
-private let loadThunk: LoadFunction = { ctx, path, builder in
-    runLoad(ctx, path, builder, plugin: "vlora") { host, directory, builder throws(PluginFailure) in
-        try loadVLoRA(host: host, directory: directory, builder: builder)
-    }
-}
+private let plugin = SwiftPlugin(
+    name: "vlora", version: "1.0.0",
+    description: "Graft VLoRA directories (GRAFT_VLORA): an ONNX generator turns per-request features into low-rank weights",
+    claims: claimsVLoRA, load: loadVLoRA)
 
 @_cdecl("graft_plugin_entry")
 public func graftPluginEntry(_ hostAPI: UnsafePointer<graft_host_api>?) -> UnsafePointer<graft_plugin>? {
-    makePluginTable(host: hostAPI, name: "vlora", version: "1.0.0",
-                    description: "Graft VLoRA directories (GRAFT_VLORA): an ONNX generator turns per-request features into low-rank weights",
-                    claims: claimsThunk, load: loadThunk)
+    plugin.table(host: hostAPI, claims: { _, path in plugin.claims(path) }, load: { ctx, path, builder in plugin.load(ctx, path, builder) })
 }

@@ -7,10 +7,8 @@ import GraftPluginSupport
 import Glibc
 #endif
 
-func claimsVLoRA(_ path: String) -> Bool {
-    guard fileKind(path) == .directory, let config = try? readConfigJSON(path) else { return false }
-    return peftType(of: config) == vloraPeftType
-}
+/// claims: a directory whose adapter_config.json says peft_type "GRAFT_VLORA". Reads only that file.
+func claimsVLoRA(_ path: String) -> Bool { isAdapterDirectory(path, peftType: vloraPeftType) }
 
 func loadVLoRA(host: Host, directory: String, builder: OpaquePointer) throws(PluginFailure) {
     let config = try parseVLoRAConfig(try readConfigJSON(directory))

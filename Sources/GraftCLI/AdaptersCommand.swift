@@ -48,14 +48,12 @@ struct Adapters: ParsableCommand {
             let core = try CoreModel(path: model, siteMap: try siteMap.map(SiteDiscovery.readSiteMap) ?? [:])
             var loaded: [(name: String, adapter: CoreAdapter)] = []
             for spec in adapters {
-                guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
-                    throw GraftError(.invalidArgument, "--adapter expects NAME=PATH, got '\(spec)'")
-                }
+                let (name, path) = try splitNameValue(spec, option: "--adapter", form: "NAME=PATH")
                 let start = DispatchTime.now().uptimeNanoseconds
-                let a = try PluginRegistry.loadAdapter(model: core, path: String(spec[spec.index(after: eq)...]))
+                let a = try PluginRegistry.loadAdapter(model: core, path: path)
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
-                loaded.append((String(spec[..<eq]), a))
-                print("loaded \(spec[..<eq]) with plugin \(a.plugin): \(a.sites.count) sites, \(formatMs(ms)) ms")
+                loaded.append((name, a))
+                print("loaded \(name) with plugin \(a.plugin): \(a.sites.count) sites, \(formatMs(ms)) ms")
             }
             let session = try CoreSession(model: core, threads: threads)
             let inputs = try readInputs(core, inputDir)

@@ -148,13 +148,13 @@ struct Bench: ParsableCommand {
     private func makeInputs(_ core: CoreModel) throws -> [String: HostTensor] {
         var symbols: [String: Int] = [:]
         for spec in dims {
-            let (name, value) = try split(spec, option: "--dim")
+            let (name, value) = try splitNameValue(spec, option: "--dim")
             guard let n = Int(value), n >= 0 else { throw GraftError(.invalidArgument, "--dim \(spec): the value is not a size") }
             symbols[name] = n
         }
         var given: [String: [Int]] = [:]
         for spec in shapes {
-            let (name, value) = try split(spec, option: "--shape")
+            let (name, value) = try splitNameValue(spec, option: "--shape")
             guard let decl = core.graph.inputs.first(where: { $0.name == name }) else {
                 let names = core.graph.inputs.map(\.name).joined(separator: ", ")
                 throw GraftError(.invalidArgument, "--shape names '\(name)', which is not an input (inputs: \(names))")
@@ -174,7 +174,7 @@ struct Bench: ParsableCommand {
             }
             given[name] = shape
         }
-        var rng = SplitMix(state: seed)
+        var rng = SplitMix(seed: seed)
         var out: [String: HostTensor] = [:]
         for decl in core.graph.inputs {
             let shape: [Int]
@@ -228,27 +228,14 @@ struct Bench: ParsableCommand {
         }
         return t
     }
-
-    private func split(_ spec: String, option: String) throws -> (String, String) {
-        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
-            throw GraftError(.invalidArgument, "\(option) expects NAME=VALUE, got '\(spec)'")
-        }
-        return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
-    }
 }
 
 /// Deterministic generator for synthetic inputs.
-private struct SplitMix {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+private typealias SplitMix = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in [-1, 1).
-    mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) * 2 - 1 }
+    fileprivate mutating func uniform() -> Float { unit() * 2 - 1 }
 }
 
 private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }

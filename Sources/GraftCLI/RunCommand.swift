@@ -34,10 +34,8 @@ struct Run: ParsableCommand {
             let core = try CoreModel(path: model, limits: try parseLimits(limits))
             var named: [String: HostTensor] = [:]
             for spec in inputs {
-                guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
-                    throw GraftError(.invalidArgument, "--input expects NAME=FILE.npy, got '\(spec)'")
-                }
-                named[String(spec[..<eq])] = try Npy.read(path: String(spec[spec.index(after: eq)...]))
+                let (name, file) = try splitNameValue(spec, option: "--input", form: "NAME=FILE.npy")
+                named[name] = try Npy.read(path: file)
             }
             if let dir = inputDir {
                 for decl in core.graph.inputs where named[decl.name] == nil {

@@ -49,15 +49,21 @@ extension String {
     func padded(left n: Int) -> String { count >= n ? self : String(repeating: " ", count: n - count) + self }
 }
 
+/// A repeatable `OPTION NAME=VALUE` argument split at its first "=" (VALUE may hold more "=");
+/// `form` is what the error message says the option expects (e.g. "NAME=FILE.npy").
+func splitNameValue(_ spec: String, option: String, form: String = "NAME=VALUE") throws -> (name: String, value: String) {
+    guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
+        throw GraftError(.invalidArgument, "\(option) expects \(form), got '\(spec)'")
+    }
+    return (String(spec[..<eq]), String(spec[spec.index(after: eq)...]))
+}
+
 /// `--limit NAME=VALUE` options as model limits (docs/ROBUSTNESS.md): NAME is a limit's C name
 /// (`GRAFT_LIMIT_WEIGHT_BYTES`) or its short form (`weight-bytes`), VALUE a positive integer.
 func parseLimits(_ specs: [String]) throws -> Limits {
     var limits = Limits()
     for spec in specs {
-        guard let eq = spec.firstIndex(of: "="), eq != spec.startIndex else {
-            throw GraftError(.invalidArgument, "--limit expects NAME=VALUE, got '\(spec)'")
-        }
-        let name = String(spec[..<eq]), value = String(spec[spec.index(after: eq)...])
+        let (name, value) = try splitNameValue(spec, option: "--limit")
         let short = { (k: Limits.Kind) in String(k.name.dropFirst("GRAFT_LIMIT_".count).lowercased().map { $0 == "_" ? "-" : $0 }) }
         guard let kind = Limits.Kind.allCases.first(where: { $0.name == name || short($0) == name }) else {
             throw GraftError(.invalidArgument, "--limit \(spec): unknown limit '\(name)'; limits are \(Limits.Kind.allCases.map(short).joined(separator: ", "))")

@@ -400,19 +400,5 @@ final class SessionAdapters {
     }
 }
 
-/// A growable float buffer reused across runs (allocates only when a larger size is asked).
-struct ScratchBuffer: ~Copyable {
-    private var pointer: UnsafeMutablePointer<Float>?
-    private var capacity = 0
-
-    mutating func floats(_ n: Int) -> UnsafeMutablePointer<Float> {
-        if n > capacity || pointer == nil {
-            pointer?.deallocate()
-            capacity = max(n, 16)
-            pointer = UnsafeMutablePointer<Float>.allocate(capacity: capacity)
-        }
-        return pointer!
-    }
-
-    deinit { pointer?.deallocate() }
-}
+/// A growable float buffer reused across runs (GrowableBuffer.swift).
+typealias ScratchBuffer = GrowableBuffer<Float>

@@ -17,19 +17,9 @@ struct SparseScratch: ~Copyable {
     var u = ScratchBuffer()
     var v = ScratchBuffer()
     var w = ScratchBuffer()
-    private var idx: UnsafeMutablePointer<Int>?
-    private var idxCapacity = 0
+    private var idx = GrowableBuffer<Int>()
 
-    mutating func indices(_ n: Int) -> UnsafeMutablePointer<Int> {
-        if n > idxCapacity || idx == nil {
-            idx?.deallocate()
-            idxCapacity = max(n, 16)
-            idx = UnsafeMutablePointer<Int>.allocate(capacity: idxCapacity)
-        }
-        return idx!
-    }
-
-    deinit { idx?.deallocate() }
+    mutating func indices(_ n: Int) -> UnsafeMutablePointer<Int> { idx.elements(n) }
 }
 
 extension SessionAdapters {

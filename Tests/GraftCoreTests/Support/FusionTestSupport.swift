@@ -5,17 +5,11 @@
 
 /// Deterministic uniform floats (SplitMix64) for test inputs.
 struct TestRandom {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    private var generator: SplitMix64
+    init(seed: UInt64) { generator = SplitMix64(seed: seed) }
+    mutating func next() -> UInt64 { generator.next() }
     /// Uniform in [lo, hi).
-    mutating func float(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * Float(next() >> 40) / Float(1 << 24) }
+    mutating func float(_ lo: Float, _ hi: Float) -> Float { lo + (hi - lo) * generator.unit() }
     mutating func floats(_ n: Int, _ lo: Float = -3, _ hi: Float = 3) -> [Float] { (0..<n).map { _ in float(lo, hi) } }
     mutating func tensor(_ shape: [Int], _ lo: Float = -3, _ hi: Float = 3) -> HostTensor {
         HostTensor(floats(Shape.product(shape), lo, hi), shape: shape)

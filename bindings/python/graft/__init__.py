@@ -122,29 +122,26 @@ class Model(_Closeable):
 
     def __init__(self, path, *, external_data: bool = True, threads: int = 1, site_map=None,
                  limits: Optional[Dict[str, int]] = None):
-        self._handle = None
-        self._default = None
-        self._lock = threading.Lock()
-        self._threads = threads
-        opts = ctypes.c_void_p()
-        _c.graft_model_options_create(ctypes.byref(opts))
-        try:
+        def configure(opts):
             _c.graft_model_options_set_external_data(opts, 1 if external_data else 0)
             if site_map is not None:
                 _c.graft_model_options_set_site_map(opts, str(site_map).encode())
-            _set_limits(opts, limits)
-            handle = ctypes.c_void_p()
-            _c.graft_model_load(str(path).encode(), opts, ctypes.byref(handle))
-            self._handle = handle
-        finally:
-            _c.graft_model_options_free(opts)
-        self.inputs: List[TensorInfo] = self._values(output=False)
-        self.outputs: List[TensorInfo] = self._values(output=True)
+
+        self._load(threads, limits, configure,
+                   lambda opts, handle: _c.graft_model_load(str(path).encode(), opts, handle))
 
     @classmethod
     def from_bytes(cls, data: bytes, *, threads: int = 1, limits: Optional[Dict[str, int]] = None) -> "Model":
         """Loads a model from bytes (external data is not possible); `limits` as for Model()."""
         self = cls.__new__(cls)
+        self._load(threads, limits, lambda opts: None,
+                   lambda opts, handle: _c.graft_model_load_from_memory(data, len(data), opts, handle))
+        return self
+
+    def _load(self, threads: int, limits: Optional[Dict[str, int]], configure, load) -> None:
+        """What Model() and from_bytes share: model options made, set by `configure(opts)` and
+        then `limits`, passed to `load(opts, byref(handle))` (a graft_model_load* call), and
+        freed whatever happens; then the input and output infos are read."""
         self._handle = None
         self._default = None
         self._lock = threading.Lock()
@@ -152,15 +149,15 @@ class Model(_Closeable):
         opts = ctypes.c_void_p()
         _c.graft_model_options_create(ctypes.byref(opts))
         try:
+            configure(opts)
             _set_limits(opts, limits)
             handle = ctypes.c_void_p()
-            _c.graft_model_load_from_memory(data, len(data), opts, ctypes.byref(handle))
+            load(opts, ctypes.byref(handle))
+            self._handle = handle
         finally:
             _c.graft_model_options_free(opts)
-        self._handle = handle
-        self.inputs = self._values(output=False)
-        self.outputs = self._values(output=True)
-        return self
+        self.inputs: List[TensorInfo] = self._values(output=False)
+        self.outputs: List[TensorInfo] = self._values(output=True)
 
     def _values(self, output: bool) -> List[TensorInfo]:
         count_fn = _c.graft_model_output_count if output else _c.graft_model_input_count
