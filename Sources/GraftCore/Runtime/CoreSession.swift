@@ -24,6 +24,9 @@ package final class CoreSession {
     package internal(set) var lastRunMergedGenerated: Bool?
     /// When set, runs add each step's wall time to it, by operator type (`graft bench --profile`).
     package var profile: StepProfile?
+    /// Threads for the kernels' parallel regions (threads − 1 of them; the caller is the
+    /// other), started on the first run that needs them and stopped with the session.
+    private var pool: WorkerPool?
 
     /// Refuses a thread count outside 1...256 (also used when the C API's options are set).
     package static func checkThreads(_ threads: Int) throws {
@@ -199,7 +202,8 @@ package final class CoreSession {
             try runStep(step)
             return 1
         }
-        try withExtendedLifetime((inputs, outputs)) {
+        if threads > 1, pool == nil, WorkerPool.enabled { pool = WorkerPool(workers: threads - 1) }
+        try CurrentWorkerPool.with(pool) { try withExtendedLifetime((inputs, outputs)) {
             profile?.beginRun()
             var i = 0
             while i < plan.steps.count {
@@ -214,7 +218,7 @@ package final class CoreSession {
                     outputs[k].raw.copyMemory(from: slots[s], byteCount: plan.outputTypes[k].byteCount)
                 }
             }
-        }
+        } }
     }
 
     private func reserve(arenaBytes: Int, slots count: Int) throws {
