@@ -28,18 +28,19 @@ package final class TensorStorage: @unchecked Sendable {
 
     /// Allocates `byteCount` bytes the caller overwrites at once (weights copied out of a
     /// model file, packed weights). Big ones get an anonymous mapping with transparent huge
-    /// pages where the system allows, faulted in ahead of the writes (MADV_POPULATE_WRITE,
-    /// Linux 5.14+; otherwise page by page as the writes touch them) in 2 MiB parts split
-    /// across up to `threads` threads: a page fault per 4 KiB had dominated load time, and the
-    /// kernel's page clearing, most of what is left, then runs on every core.
-    package init(uninitialized byteCount: Int, threads: Int = 1) {
+    /// pages where the system allows, which `faultIn(base, byteCount)` faults in ahead of the
+    /// writes; by default one MADV_POPULATE_WRITE (Linux 5.14+; otherwise page by page as the
+    /// writes touch them): a page fault per 4 KiB had dominated load time. `TensorStorage.copy`
+    /// and `init(uninitialized:threads:)` (Runtime/ParallelStorage.swift) fault in and fill
+    /// big storage on several threads.
+    package init(uninitialized byteCount: Int,
+                 faultIn: (UnsafeMutableRawPointer, Int) -> Void = { p, n in _ = madvise(p, n, MADV_POPULATE_WRITE) }) {
         self.byteCount = byteCount
         keepAlive = nil
         if byteCount >= Self.ownMappingThreshold,
            let p = mmap(nil, byteCount, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), p != MAP_FAILED {
             _ = madvise(p, byteCount, MADV_HUGEPAGE)
-            nonisolated(unsafe) let mapped = p
-            Self.forEachPart(byteCount, threads: threads) { lo, hi in _ = madvise(mapped + lo, hi - lo, MADV_POPULATE_WRITE) }
+            faultIn(p, byteCount)
             base = p
             ownership = .mapping(bytes: byteCount)
         } else {
@@ -48,25 +49,8 @@ package final class TensorStorage: @unchecked Sendable {
         }
     }
 
-    /// A copy of `byteCount` bytes at `source` (any alignment), big ones faulted in and copied
-    /// in parts across up to `threads` threads.
-    package static func copy(of source: UnsafeRawPointer, byteCount: Int, threads: Int) -> TensorStorage {
-        let s = TensorStorage(uninitialized: byteCount, threads: threads)
-        nonisolated(unsafe) let base = s.base
-        forEachPart(byteCount, threads: s.ownsMapping ? threads : 1) { lo, hi in (base + lo).copyMemory(from: source + lo, byteCount: hi - lo) }
-        return s
-    }
-
-    /// Calls `body(lo, hi)` for consecutive 2 MiB byte ranges covering 0..<byteCount, spread
-    /// over up to `threads` threads.
-    private static func forEachPart(_ byteCount: Int, threads: Int, _ body: (Int, Int) -> Void) {
-        let part = 2 << 20
-        parallelFor((byteCount + part - 1) / part, threads: threads) { r in
-            body(r.lowerBound * part, min(r.upperBound * part, byteCount))
-        }
-    }
-
-    private var ownsMapping: Bool { if case .mapping = ownership { return true } else { return false } }
+    /// Whether the bytes are a mapping of their own (big storage from `init(uninitialized:)`).
+    package var ownsMapping: Bool { if case .mapping = ownership { return true } else { return false } }
 
     /// Borrows `byteCount` bytes at `pointer`, valid while `keepAlive` lives.
     package init(borrowing pointer: UnsafeMutableRawPointer, byteCount: Int, keepAlive: AnyObject) {
