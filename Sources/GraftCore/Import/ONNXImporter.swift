@@ -13,7 +13,7 @@ package enum ONNXImporter {
     /// the graph (`Graph.limits`); the weight cap is checked here, tensor by tensor, before each
     /// initializer is decoded.
     package static func load(path: String, externalData: Bool = true, limits: Limits = .defaults) throws -> Graph {
-        let file = try MappedFile(path: path, populate: true)
+        let file = try MappedFile(path: path)
         let folder = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
         let externals = externalData
             ? ExternalDataResolver(folder: folder.isEmpty ? "/" : folder)
