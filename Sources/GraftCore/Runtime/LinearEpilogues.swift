@@ -26,25 +26,17 @@ enum LinearEpilogues {
     static func apply(_ c: inout Plan.CompiledGraph, graph: Graph, threads: Int) throws -> Result {
         var result = Result()
         let graphOutputs = Set(graph.outputs.map(\.name))
-        var readers: [String: [Int]] = [:]
-        for (i, p) in c.pending.enumerated() {
-            for name in Set(p.node.inputs) where !name.isEmpty { readers[name, default: []].append(i) }
-        }
+        let readers = c.readers()
         var remove = Set<Int>()
         for i in c.pending.indices {
             let node = c.pending[i].node
             guard isDefaultDomain(node), node.opType == "MatMul", node.inputs.count == 2, node.outputs.count == 1,
                   let w = c.constants[node.inputs[1]], w.rank == 2, w.dtype == .float32,
-                  let xType = c.types[node.inputs[0]], xType.dtype == .float32,
-                  let product = node.outputs.first, !graphOutputs.contains(product),
-                  let r = readers[product], r.count == 1, !remove.contains(r[0])
+                  let xType = c.types[node.inputs[0]], xType.dtype == .float32, let product = node.outputs.first,
+                  let (j, bias) = c.biasAdd(of: product, columns: w.shape[1], readers: readers, graphOutputs: graphOutputs),
+                  !remove.contains(j)
             else { continue }
-            let add = c.pending[r[0]].node
-            guard isDefaultDomain(add), add.opType == "Add", add.inputs.count == 2, add.outputs.count == 1,
-                  let other = add.inputs.first(where: { $0 != product }), add.inputs.contains(product),
-                  let bias = c.constants[other], bias.dtype == .float32, bias.count == w.shape[1], bias.shape.last == w.shape[1],
-                  let sum = add.outputs.first, c.types[sum] == c.types[product]
-            else { continue }
+            let sum = c.pending[j].node.outputs[0]
             let ctx = KernelContext(node: node, inputTypes: [xType, TensorType(w.dtype, w.shape)],
                                     constants: [c.constants[node.inputs[0]], w], opset: graph.opset, threads: threads,
                                     limits: graph.limits)
@@ -52,11 +44,11 @@ enum LinearEpilogues {
             var fused = node
             fused.outputs = [sum]
             c.pending[i] = (fused, try LinearKernels.matmul(ctx, epilogue: epilogue))
-            remove.insert(r[0])
+            remove.insert(j)
             result.absorbed[product] = sum
 
             // The activation, when it is the step right after the Add's removal and reads only
-            // the sum. `r[0]` is the Add; the next surviving step must be the activation.
+            // the sum. `j` is the Add; the next surviving step must be the activation.
             guard let next = (i + 1..<c.pending.count).first(where: { !remove.contains($0) }),
                   let act = activation(of: c.pending[next].node),
                   c.pending[next].node.inputs == [sum], !graphOutputs.contains(sum),

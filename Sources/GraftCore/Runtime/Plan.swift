@@ -72,6 +72,33 @@ package final class Plan: @unchecked Sendable {
         var types: [String: TensorType] = [:]
         var constants: [String: HostTensor] = [:]
         var pending: [(node: Node, kernel: CompiledKernel)] = []
+
+        /// Value → indices of the pending steps reading it (each step once).
+        func readers() -> [String: [Int]] {
+            var r: [String: [Int]] = [:]
+            for (i, p) in pending.enumerated() {
+                for name in Set(p.node.inputs) where !name.isEmpty { r[name, default: []].append(i) }
+            }
+            return r
+        }
+
+        /// The pending step that adds a constant bias row to `product` (a weight product
+        /// `columns` wide), and the bias; or nil: `product` is not a graph output and its only reader is an
+        /// ONNX Add of it and a float32 constant of `columns` values whose last dim is `columns`,
+        /// giving the product's type. Where a site's output is complete (`Plan.build`), and
+        /// what `LinearEpilogues` moves into the product's kernel.
+        func biasAdd(of product: String, columns: Int, readers: [String: [Int]],
+                     graphOutputs: Set<String>) -> (step: Int, bias: HostTensor)? {
+            guard !graphOutputs.contains(product), let r = readers[product], r.count == 1 else { return nil }
+            let add = pending[r[0]].node
+            guard add.domain.isEmpty || add.domain == "ai.onnx", add.opType == "Add", add.inputs.count == 2,
+                  add.outputs.count == 1, add.inputs.contains(product),
+                  let other = add.inputs.first(where: { $0 != product }), let bias = constants[other],
+                  bias.dtype == .float32, bias.count == columns, bias.shape.last == columns,
+                  types[add.outputs[0]] == types[product]
+            else { return nil }
+            return (r[0], bias)
+        }
     }
 
     /// Compiles every node for the given input types (in the order of `graph.inputs`) and
@@ -136,34 +163,24 @@ package final class Plan: @unchecked Sendable {
 
         // Sites: the step computing each site's product, and the step after which its output
         // is complete — the bias Add when the product's only reader adds a constant [out]
-        // vector, so that output scales cover the bias as the framework's Linear does.
+        // vector, so that output scales cover the bias as the framework's Linear does (or the
+        // product's own step, when its kernel adds the bias: `LinearEpilogues`).
         var stepProducing: [String: Int] = [:]
-        var readers: [String: Int] = [:]
         for (i, p) in pending.enumerated() {
             for o in p.node.outputs where !o.isEmpty { stepProducing[o] = i }
-            for name in Set(p.node.inputs) where !name.isEmpty { readers[name, default: 0] += 1 }
         }
+        let readers = compiled.readers()
         let graphOutputs = Set(graph.outputs.map(\.name))
         var linearStepOfSite: [Int: Int] = [:]
         var outputStepOfSite: [Int: (step: Int, value: String)] = [:]
         for site in sites {
-            // A bias the product's kernel adds (`LinearEpilogues`) completes the site at its step.
-            if let withBias = fusedLinear.absorbed[site.output], let i = stepProducing[withBias] {
-                linearStepOfSite[site.index] = i
-                outputStepOfSite[site.index] = (i, withBias)
-                lastUse[site.input] = max(lastUse[site.input] ?? 0, i)
-                continue
-            }
-            guard let i = stepProducing[site.output] else { continue }
+            let withBias = fusedLinear.absorbed[site.output]
+            guard let i = stepProducing[withBias ?? site.output] else { continue }
             linearStepOfSite[site.index] = i
-            var final = (step: i, value: site.output)
-            if readers[site.output] == 1, !graphOutputs.contains(site.output),
-               let j = pending.indices.first(where: { pending[$0].node.opType == "Add" && pending[$0].node.inputs.contains(site.output) }),
-               pending[j].node.inputs.count == 2,
-               let other = pending[j].node.inputs.first(where: { $0 != site.output }), let bias = constants[other],
-               bias.count == site.outFeatures, bias.shape.last == site.outFeatures,
-               types[pending[j].node.outputs[0]] == types[site.output] {
-                final = (j, pending[j].node.outputs[0])
+            var final = (step: i, value: withBias ?? site.output)
+            if withBias == nil,
+               let add = compiled.biasAdd(of: site.output, columns: site.outFeatures, readers: readers, graphOutputs: graphOutputs) {
+                final = (add.step, pending[add.step].node.outputs[0])
             }
             outputStepOfSite[site.index] = final
             // x is read again when the site's output is complete.
