@@ -22,7 +22,8 @@ extension TensorStorage {
     package static func copy(of source: UnsafeRawPointer, byteCount: Int, threads: Int) -> TensorStorage {
         let s = TensorStorage(uninitialized: byteCount, threads: threads)
         nonisolated(unsafe) let base = s.base
-        forEachPart(byteCount, threads: s.ownsMapping ? threads : 1) { lo, hi in
+        // Heap storage (below `ownMappingThreshold`, under one part) is copied on this thread.
+        forEachPart(byteCount, threads: threads) { lo, hi in
             (base + lo).copyMemory(from: source + lo, byteCount: hi - lo)
         }
         return s

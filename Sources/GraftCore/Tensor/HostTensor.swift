@@ -49,9 +49,6 @@ package final class TensorStorage: @unchecked Sendable {
         }
     }
 
-    /// Whether the bytes are a mapping of their own (big storage from `init(uninitialized:)`).
-    package var ownsMapping: Bool { if case .mapping = ownership { return true } else { return false } }
-
     /// Borrows `byteCount` bytes at `pointer`, valid while `keepAlive` lives.
     package init(borrowing pointer: UnsafeMutableRawPointer, byteCount: Int, keepAlive: AnyObject) {
         base = pointer
