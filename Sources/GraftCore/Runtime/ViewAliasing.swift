@@ -45,13 +45,13 @@ enum ViewAliasing {
         for p in c.pending where p.node.domain.isEmpty || p.node.domain == "ai.onnx" {
             if p.node.opType == "MatMul" || p.node.opType == "Gemm", let o = p.node.outputs.first { products.insert(o) }
         }
-        var readers: [String: Int] = [:]
-        for p in c.pending { for name in Set(p.node.inputs) where products.contains(name) { readers[name, default: 0] += 1 } }
+        let readers = c.readers()
         var rootOf: [String: String] = [:]
         var kept: [(node: Node, kernel: CompiledKernel)] = []
         kept.reserveCapacity(c.pending.count)
         for p in c.pending {
-            if isCopy(p.node, types: c.types), !graphOutputs.contains(p.node.outputs[0]), readers[p.node.inputs[0], default: 0] <= 1 {
+            if isCopy(p.node, types: c.types), !graphOutputs.contains(p.node.outputs[0]),
+               !products.contains(p.node.inputs[0]) || readers[p.node.inputs[0], default: []].count <= 1 {
                 let input = p.node.inputs[0]
                 rootOf[p.node.outputs[0]] = rootOf[input] ?? input
             } else {
