@@ -337,7 +337,8 @@ package enum LinearKernels {
             // Packed only where it measured faster (docs/ARCHITECTURE.md, "Weight GEMM"): one or two
             // rows (decode) stay on OpenBLAS's GEMV, which streams a weight from memory faster
             // than the packed 1–2-row tile; above 128 rows OpenBLAS's kernel (its per-call weight
-            // packing amortised over the rows) is 3–11% faster than the packed 6×16 tile.
+            // packing amortised over the rows) measured 3–11% faster than the packed 6×16 tile,
+            // and even with it since the next-panel prefetch (MiniLM 8×128).
             if PackedGemm.enabled, PackedGemm.matMulRows.contains(rowCount), b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
                 // Constant weight: Graft's packed GEMM, split across the session's threads. A
                 // different pointer in the weight slot at run time (a merged adapter's private
