@@ -87,7 +87,7 @@ package enum BlockDiscovery {
                 continue
             }
             if nodes[v] != nil || initializers[v] != nil { continue }
-            guard let n = producer[v], n.domain.isEmpty || n.domain == "ai.onnx", elementwise.contains(n.opType),
+            guard let n = producer[v], n.isDefaultDomain, elementwise.contains(n.opType),
                   n.outputs.count == 1, nodes.count < maxChain else { return nil }
             nodes[v] = n
             order.append(v)

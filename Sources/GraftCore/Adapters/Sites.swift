@@ -32,7 +32,7 @@ package enum SiteDiscovery {
     package static func discover(_ g: Graph, siteMap: [String: String] = [:]) throws -> [Site] {
         var sites: [Site] = []
         var used: [String: Int] = [:]
-        for node in g.nodes where node.domain.isEmpty || node.domain == "ai.onnx" {
+        for node in g.nodes where node.isDefaultDomain {
             guard node.opType == "MatMul" || node.opType == "Gemm", node.inputs.count >= 2,
                   let w = g.initializers[node.inputs[1]], w.rank == 2, w.dtype == .float32,
                   let output = node.outputs.first, !output.isEmpty

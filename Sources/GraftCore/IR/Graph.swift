@@ -65,6 +65,9 @@ package struct Node: Sendable {
     /// "Op 'name'" for error messages (the op type when the exporter left the name empty).
     package var label: String { name.isEmpty ? "\(opType) node (unnamed, output '\(outputs.first ?? "")')" : "\(opType) node '\(name)'" }
 
+    /// Whether the node is in ONNX's default domain ("" or "ai.onnx").
+    package var isDefaultDomain: Bool { domain.isEmpty || domain == "ai.onnx" }
+
     package func int(_ key: String) -> Int? {
         if case .int(let v)? = attributes[key] { return v }
         return nil

@@ -141,7 +141,7 @@ struct FusionContext {
 
     func isDefault(_ i: Int, _ op: String) -> Bool {
         let n = graph.nodes[i]
-        return n.opType == op && (n.domain.isEmpty || n.domain == "ai.onnx")
+        return n.opType == op && n.isDefaultDomain
     }
 
     /// Not pinned and not already part of another rewrite.

@@ -30,7 +30,7 @@ enum LinearEpilogues {
         var remove = Set<Int>()
         for i in c.pending.indices {
             let node = c.pending[i].node
-            guard isDefaultDomain(node), node.opType == "MatMul", node.inputs.count == 2, node.outputs.count == 1,
+            guard node.isDefaultDomain, node.opType == "MatMul", node.inputs.count == 2, node.outputs.count == 1,
                   let w = c.constants[node.inputs[1]], w.rank == 2, w.dtype == .float32,
                   let xType = c.types[node.inputs[0]], xType.dtype == .float32, let product = node.outputs.first,
                   let (j, bias) = c.biasAdd(of: product, columns: w.shape[1], readers: readers, graphOutputs: graphOutputs),
@@ -71,13 +71,11 @@ enum LinearEpilogues {
         return result
     }
 
-    private static func isDefaultDomain(_ n: Node) -> Bool { n.domain.isEmpty || n.domain == "ai.onnx" }
-
     /// The activation an epilogue can apply for this node: `graft:FusedGelu` or ONNX `Gelu`
     /// (opset 20), exact or tanh form.
     private static func activation(of n: Node) -> LinearActivation? {
         guard n.inputs.count == 1, n.outputs.count == 1,
-              (n.domain == Fusion.domain && n.opType == "FusedGelu") || (isDefaultDomain(n) && n.opType == "Gelu")
+              (n.domain == Fusion.domain && n.opType == "FusedGelu") || (n.isDefaultDomain && n.opType == "Gelu")
         else { return nil }
         switch n.string("approximate") ?? "none" {
         case "none": return .geluErf

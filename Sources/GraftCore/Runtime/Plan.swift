@@ -91,7 +91,7 @@ package final class Plan: @unchecked Sendable {
                      graphOutputs: Set<String>) -> (step: Int, bias: HostTensor)? {
             guard !graphOutputs.contains(product), let r = readers[product], r.count == 1 else { return nil }
             let add = pending[r[0]].node
-            guard add.domain.isEmpty || add.domain == "ai.onnx", add.opType == "Add", add.inputs.count == 2,
+            guard add.isDefaultDomain, add.opType == "Add", add.inputs.count == 2,
                   add.outputs.count == 1, add.inputs.contains(product),
                   let other = add.inputs.first(where: { $0 != product }), let bias = constants[other],
                   bias.dtype == .float32, bias.count == columns, bias.shape.last == columns,

@@ -27,7 +27,7 @@ enum ViewAliasing {
 
     /// Whether `node`'s kernel only copies input 0 unchanged into output 0.
     static func isCopy(_ node: Node, types: [String: TensorType]) -> Bool {
-        guard node.domain.isEmpty || node.domain == "ai.onnx", node.outputs.count == 1,
+        guard node.isDefaultDomain, node.outputs.count == 1,
               let input = node.inputs.first, !input.isEmpty, let output = node.outputs.first, !output.isEmpty else { return false }
         switch node.opType {
         case _ where copyOps.contains(node.opType): break
@@ -42,7 +42,7 @@ enum ViewAliasing {
     /// value that is not a view: a step output, a graph input or a constant).
     static func apply(_ c: inout Plan.CompiledGraph, graphOutputs: Set<String>) -> [String: String] {
         var products = Set<String>()
-        for p in c.pending where p.node.domain.isEmpty || p.node.domain == "ai.onnx" {
+        for p in c.pending where p.node.isDefaultDomain {
             if p.node.opType == "MatMul" || p.node.opType == "Gemm", let o = p.node.outputs.first { products.insert(o) }
         }
         let readers = c.readers()
