@@ -227,12 +227,12 @@ AVX2 static float softmax_row_unnormalised(float *s, size_t n, const float *mask
     const __m256 mx = _mm256_set1_ps(top);
     __m256 vs = _mm256_setzero_ps();
     for (size_t j = 0; j < full; j += 8) {
-        const __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(s + j), mx));
+        const __m256 e = v_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + j), mx));
         _mm256_storeu_ps(s + j, e);
         vs = _mm256_add_ps(vs, e);
     }
     if (rem) {
-        const __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(s + full), mx));
+        const __m256 e = v_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + full), mx));
         _mm256_storeu_ps(s + full, e);
         vs = _mm256_add_ps(vs, _mm256_and_ps(e, _mm256_castsi256_ps(tail_mask(rem))));
     }

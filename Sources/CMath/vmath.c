@@ -175,12 +175,12 @@ static AVX2 void avx2_softmax_row(const float *x, float *y, size_t n) {
     /* exp(x - m), stored and summed. An all -inf row gives -inf - -inf = NaN, as in Swift. */
     __m256 vs = _mm256_setzero_ps();
     for (size_t i = 0; i < full; i += 8) {
-        __m256 e = v_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
+        __m256 e = v_exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(x + i), m));
         _mm256_storeu_ps(y + i, e);
         vs = _mm256_add_ps(vs, e);
     }
     if (rem) {
-        __m256 e = v_exp(_mm256_sub_ps(_mm256_maskload_ps(x + full, mask), m));
+        __m256 e = v_exp_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(x + full, mask), m));
         _mm256_maskstore_ps(y + full, mask, e);
         vs = _mm256_add_ps(vs, _mm256_and_ps(e, _mm256_castsi256_ps(mask)));
     }

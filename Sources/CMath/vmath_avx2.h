@@ -41,6 +41,33 @@ AVX2_INLINE __m256 v_exp(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+/* v_exp for x <= 0 or NaN (a softmax logit minus its row's max), 4 vector ops cheaper: no upper
+ * clamp, and one scaling by 2^k. Bitwise equal to v_exp for x >= -87.33 (k >= -126, where
+ * p·2^(k/2)·2^(k-k/2) and p·2^k are the same exact product of normal floats); below, where
+ * v_exp gives a denormal or 0, it gives 0 (a difference under 1.2e-38). NaN propagates (the
+ * clamp keeps x second, and the underflow test is false for NaN); -inf gives 0.
+ * Measured in the attention kernel (MiniLM S = 128, one thread): 0.44 → 0.41 ms per layer. */
+AVX2_INLINE __m256 v_exp_nonpositive(__m256 x) {
+    const __m256 low = _mm256_set1_ps(-87.33f);
+    const __m256 underflow = _mm256_cmp_ps(x, low, _CMP_LT_OQ);
+    x = _mm256_max_ps(low, x);
+    __m256 kf = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(0.693147182464599609375f), x);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(-1.904654299957768e-09f), r);
+    __m256 p = _mm256_set1_ps(EXP_E4);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_E0));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r);
+    p = _mm256_add_ps(p, _mm256_set1_ps(1.0f));
+    /* k in [-126, 0]: 2^k is a normal float. */
+    __m256i k = _mm256_cvtps_epi32(kf);
+    __m256 scale = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23));
+    return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, scale));
+}
+
 /* Lanes [0, rem) set, rem in 0...8. */
 AVX2_INLINE __m256i tail_mask(size_t rem) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
