@@ -21,7 +21,7 @@ package enum FusedKernels {
         ("graft:GroupedMatMul", GroupedMatMulKernel.make),
     ]
 
-    /// Residual add + normalisation in one pass per row:
+    /// Residual add + normalisation per row (the add in the normalisation's first pass):
     ///     S = A + B;  Y = LayerNormalization(S, scale, bias)   (rms = 0)
     ///                 Y = S · 1/√(mean(S²) + ε) · scale          (rms = 1)
     /// over the trailing dims from `axis` (attributes axis, epsilon, rms).
@@ -57,8 +57,7 @@ package enum FusedKernels {
             parallelFor(rows, threads: threads, minPerThread: max(1, NormalizationKernels.grain / n)) { range in
                 for r in range {
                     let o = r * n
-                    vmath_arith_row(Int32(VMATH_ARITH_ADD), pa + o, 1, pb + o, 1, sum + o, n)
-                    _ = row.run(sum + o, py + o, ps, pbias)
+                    row.runAdding(pa + o, pb + o, sum: sum + o, py + o, ps, pbias)
                 }
             }
         }

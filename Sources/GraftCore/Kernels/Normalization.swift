@@ -1,6 +1,4 @@
-#if canImport(Glibc)
-import Glibc
-#endif
+import CMath
 
 /// Normalisation over trailing dims: LayerNormalization, and RMS norm in its two spellings
 /// (ONNX Runtime's SimplifiedLayerNormalization, ONNX 23's RMSNormalization).
@@ -88,65 +86,24 @@ package enum NormalizationKernels {
         let hasBias: Bool
         let biasStride: Int
 
-        /// Normalises the row `xr` [n] into `yr` [n] (which may be `xr`: every element is read
-        /// before it is written) with scale `ps` and bias `pb` (strided as above; `pb` unused
-        /// without a bias). Returns the mean (0 for RMS) and the inverse standard deviation.
+        /// Normalises the row `xr` [n] into `yr` [n] (which may be `xr`) with scale `ps` and bias
+        /// `pb` (strided as above; `pb` unused without a bias): `vmath_norm_row`
+        /// (Sources/CMath/rownorm.c, the corrected two-pass statistics described there). Returns
+        /// the mean (0 for RMS) and the inverse standard deviation.
         @inline(__always)
         func run(_ xr: UnsafePointer<Float>, _ yr: UnsafeMutablePointer<Float>, _ ps: UnsafePointer<Float>,
                  _ pb: UnsafePointer<Float>) -> (mean: Float, inv: Float) {
-            let fn = Float(n)
-            // Rows are centred as (x - m0) - dm: m0 is the first-pass mean, dm its
-            // correction; both floats, so the row offset cancels exactly.
-            let mean: Float, inv: Float, m0: Float, dm: Float
-            if rms {
-                mean = 0; m0 = 0; dm = 0
-                inv = 1 / sqrtf(deviations(xr, n, around: 0).squares / fn + epsilon)
-            } else {
-                // Corrected two-pass: the second pass's sum of deviations repairs the
-                // rounding of the first mean (rows with a large offset, say).
-                m0 = ReductionKernels.sumFloats(xr, n) / fn
-                let (d, d2) = deviations(xr, n, around: m0)
-                dm = d / fn
-                mean = m0 + dm
-                inv = 1 / sqrtf(max(d2 - d * d / fn, 0) / fn + epsilon)
-            }
-            if rms {
-                if scaleStride == 1 {
-                    for j in 0..<n { yr[j] = xr[j] * inv * ps[j] }
-                } else {
-                    let s = ps[0]
-                    for j in 0..<n { yr[j] = xr[j] * inv * s }
-                }
-            } else if scaleStride == 1 && hasBias && biasStride == 1 {
-                for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] + pb[j] }
-            } else if scaleStride == 1 && !hasBias {
-                for j in 0..<n { yr[j] = ((xr[j] - m0) - dm) * inv * ps[j] }
-            } else {
-                for j in 0..<n {
-                    let b: Float = hasBias ? pb[j * biasStride] : 0
-                    yr[j] = ((xr[j] - m0) - dm) * inv * ps[j * scaleStride] + b
-                }
-            }
+            var mean: Float = 0, inv: Float = 0
+            vmath_norm_row(xr, yr, n, rms ? 1 : 0, epsilon, ps, scaleStride, hasBias ? pb : nil, biasStride, &mean, &inv)
             return (mean, inv)
         }
-    }
 
-    /// Σ (x - c) and Σ (x - c)² over `n` floats, in eight lanes.
-    @inline(__always)
-    static func deviations(_ p: UnsafePointer<Float>, _ n: Int, around c: Float) -> (sum: Float, squares: Float) {
-        var acc = SIMD8<Float>(repeating: 0)
-        var acc2 = SIMD8<Float>(repeating: 0)
-        let cv = SIMD8<Float>(repeating: c)
-        let raw = UnsafeRawPointer(p)
-        var j = 0
-        while j + 8 <= n {
-            let d = raw.loadUnaligned(fromByteOffset: j * 4, as: SIMD8<Float>.self) - cv
-            acc += d
-            acc2 += d * d
-            j += 8
+        /// `s = a + b` into `sum` [n] (which may be `yr`), then `run(sum, yr, ...)`, the add taken
+        /// in the normalisation's first pass (`vmath_add_norm_row`).
+        @inline(__always)
+        func runAdding(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, sum: UnsafeMutablePointer<Float>,
+                       _ yr: UnsafeMutablePointer<Float>, _ ps: UnsafePointer<Float>, _ pb: UnsafePointer<Float>) {
+            vmath_add_norm_row(a, b, sum, yr, n, rms ? 1 : 0, epsilon, ps, scaleStride, hasBias ? pb : nil, biasStride, nil, nil)
         }
-        var s = acc.sum(), s2 = acc2.sum()
-        while j < n { let d = p[j] - c; s += d; s2 += d * d; j += 1 }
-        return (s, s2)
     }
 }
