@@ -69,7 +69,7 @@ private func patternEntries<V>(_ json: JSONValue, _ field: String, of what: Stri
             entries.append(try PatternEntry(key: member.key, value: try read(member.value, "\(field)[\"\(member.key)\"]"), field: field))
         }
         return entries
-    case let other?: throw invalid(field, "an object of module patterns to \(what)", other)
+    case let other?: throw configError(field, "an object of module patterns to \(what)", other)
     }
 }
 
@@ -105,28 +105,18 @@ struct LoRAConfig {
     }
 }
 
-private func invalid(_ field: String, _ expected: String, _ got: JSONValue) -> PluginFailure {
-    PluginFailure(GRAFT_PLUGIN_INVALID_DATA,
-                  "adapter_config.json: \"\(field)\" must be \(expected), got \(got.kindDescription)")
-}
-
 private func positiveInt(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Int {
     guard case .number(let number) = value, number.isFinite, number >= 1, number <= 1_000_000,
           number == number.rounded()
-    else { throw invalid(field, "a positive integer", value) }
+    else { throw configError(field, "a positive integer", value) }
     return Int(number)
-}
-
-private func finiteNumber(_ value: JSONValue, _ field: String) throws(PluginFailure) -> Double {
-    guard case .number(let number) = value, number.isFinite else { throw invalid(field, "a finite number", value) }
-    return number
 }
 
 private func boolean(_ value: JSONValue?, _ field: String) throws(PluginFailure) -> Bool {
     switch value {
     case nil, .null?: return false
     case .bool(let flag)?: return flag
-    case let other?: throw invalid(field, "true or false", other)
+    case let other?: throw configError(field, "true or false", other)
     }
 }
 
@@ -147,7 +137,7 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     case .string(let bias)?:
         throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED,
                             "adapter_config.json has \"bias\": \"\(bias)\": trained biases are not supported; only \"none\" is")
-    case let other?: throw invalid("bias", "\"none\"", other)
+    case let other?: throw configError("bias", "\"none\"", other)
     }
     let refusals: [(field: String, what: String)] = [
         ("lora_bias", "a bias on lora_B (\"lora_bias\": true)"),
@@ -167,12 +157,12 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
 
     var config = LoRAConfig()
     if let r = json["r"], !(r.isNull) { config.r = try positiveInt(r, "r") }
-    if let alpha = json["lora_alpha"], !(alpha.isNull) { config.alpha = try finiteNumber(alpha, "lora_alpha") }
+    if let alpha = json["lora_alpha"], !(alpha.isNull) { config.alpha = try configFiniteNumber(alpha, "lora_alpha") }
     config.useRSLoRA = try boolean(json["use_rslora"], "use_rslora")
     config.fanInFanOut = try boolean(json["fan_in_fan_out"], "fan_in_fan_out")
 
     config.rankPattern = try patternEntries(json, "rank_pattern", of: "ranks", positiveInt)
-    config.alphaPattern = try patternEntries(json, "alpha_pattern", of: "alphas", finiteNumber)
+    config.alphaPattern = try patternEntries(json, "alpha_pattern", of: "alphas", configFiniteNumber)
 
     switch json["target_modules"] {
     case nil, .null?: break
@@ -181,11 +171,11 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     case .array(let elements)?:
         var names: [String] = []
         for element in elements {
-            guard case .string(let name) = element else { throw invalid("target_modules", "a list of strings or one string", element) }
+            guard case .string(let name) = element else { throw configError("target_modules", "a list of strings or one string", element) }
             names.append(name)
         }
         config.targetModules = .names(names)
-    case let other?: throw invalid("target_modules", "a list of strings or one string", other)
+    case let other?: throw configError("target_modules", "a list of strings or one string", other)
     }
 
     switch json["graft_modalities"] {
@@ -193,11 +183,11 @@ func parseLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> LoRAConfig {
     case .array(let elements)? where !elements.isEmpty:
         for element in elements {
             guard case .number(let id) = element, id == id.rounded(), id >= 0, id <= 31 else {
-                throw invalid("graft_modalities", "a non-empty list of modality ids 0...31", element)
+                throw configError("graft_modalities", "a non-empty list of modality ids 0...31", element)
             }
             config.modalities |= 1 << UInt32(id)
         }
-    case let other?: throw invalid("graft_modalities", "a non-empty list of modality ids 0...31", other)
+    case let other?: throw configError("graft_modalities", "a non-empty list of modality ids 0...31", other)
     }
     return config
 }

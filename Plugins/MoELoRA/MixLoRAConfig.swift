@@ -39,12 +39,7 @@ private let otherACT2FN = [
 ]
 
 func parseMixLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> MixLoRAConfig {
-    guard case .object = json else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json must hold a JSON object, got \(json.kindDescription)")
-    }
-    guard peftType(of: json) == mixloraPeftType else {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "adapter_config.json has peft_type \(peftType(of: json).map { "\"\($0)\"" } ?? "(none)"); the MixLoRA reader takes only \"\(mixloraPeftType)\"")
-    }
+    try requirePeftType(json, mixloraPeftType, reader: "the MixLoRA reader")
     switch configMember(json, "routing_strategy") {
     case .string("mixlora")?: break
     case nil:

@@ -33,12 +33,7 @@ struct ModalityGateConfig {
 }
 
 func parseModalityGateConfig(_ json: JSONValue) throws(PluginFailure) -> ModalityGateConfig {
-    guard case .object = json else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "\(configFileName) must hold a JSON object, got \(json.kindDescription)")
-    }
-    guard let type = peftType(of: json), type == modalityGatePeftType else {
-        throw PluginFailure(GRAFT_PLUGIN_UNSUPPORTED, "\(configFileName) has peft_type \(peftType(of: json).map { "\"\($0)\"" } ?? "(none)"); the ModalityGate plugin reads only \"\(modalityGatePeftType)\"")
-    }
+    try requirePeftType(json, modalityGatePeftType, reader: "the ModalityGate plugin")
     let refusals: [(field: String, what: String)] = [
         ("use_rslora", "rsLoRA scaling (\"use_rslora\"); every expert is scaled by lora_alpha / r"),
         ("use_dora", "DoRA (\"use_dora\")"),

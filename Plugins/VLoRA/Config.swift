@@ -63,9 +63,7 @@ private func factor(_ target: JSONValue, _ key: String, module: String, index: I
 }
 
 func parseVLoRAConfig(_ json: JSONValue) throws(PluginFailure) -> VLoRAConfig {
-    guard peftType(of: json) == vloraPeftType else {
-        throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json: peft_type must be \"\(vloraPeftType)\"")
-    }
+    try requirePeftType(json, vloraPeftType, reader: "the VLoRA plugin")
     let generator = try string(json, "generator", field: "generator")
     let aux = try string(json, "aux_input", field: "aux_input")
     guard let list = json["targets"] else { throw PluginFailure(GRAFT_PLUGIN_INVALID_DATA, "adapter_config.json: \"targets\" is required") }

@@ -146,6 +146,7 @@ struct PluginTests {
             (edited("modules_to_save", "[\"classifier\"]"), GRAFT_PLUGIN_UNSUPPORTED, "modules_to_save"),
             (edited("r", "\"8\""), GRAFT_PLUGIN_INVALID_DATA, "\"r\" must be a positive integer, got a string"),
             (edited("lora_alpha", "null"), GRAFT_PLUGIN_OK, ""),  // PEFT's default alpha 8
+            (edited("lora_alpha", "1e31"), GRAFT_PLUGIN_INVALID_DATA, "\"lora_alpha\" must be a finite number"),  // |alpha| ≤ 1e30, as every plugin
             (edited("r", "4"), GRAFT_PLUGIN_SHAPE_MISMATCH, "rank 4"),
             (edited("rank_pattern", "{\"value\": 4}"), GRAFT_PLUGIN_SHAPE_MISMATCH, "self.value.lora_A.weight"),
             (edited("target_modules", "[\"query\"]"), GRAFT_PLUGIN_INVALID_DATA, "target_modules"),
