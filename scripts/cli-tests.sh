@@ -66,5 +66,22 @@ if out=$("$graft" bench "$m/model.onnx" --iterations 2 --warmup 1 --vocab 200 --
    grep -qE "^  FusedAttention +2 " <<<"$out" && grep -qE "^  total " <<<"$out"; then ok
 else fail "graft bench --profile: $out"; fi
 
+# 5. Adapters on the command line: a VLoRA adapter (weights generated from one image's features,
+#    --aux) against the PyTorch reference, unmerged and merged; a PEFT LoRA through bench; and the
+#    clear errors when the auxiliary tensor is missing, unread, or badly given.
+l="$fixtures/llama_torchscript" v="$fixtures/vlora"
+vlora=(--adapter "$v/llama_qv_r4" --aux image_features="$v/refs/features/img0.npy")
+for merge in "" --merged; do
+    if out=$("$graft" run "$l/model.onnx" --input-dir "$l/basic/inputs" "${vlora[@]}" $merge --expect "$v/refs/single" 2>&1); then ok
+    else fail "graft run with a VLoRA adapter $merge: $out"; fi
+done
+if out=$("$graft" bench "$m/model.onnx" --iterations 2 --warmup 1 --vocab 200 --dim batch=2 --dim sequence=8 --adapter "$fixtures/adapters/bert/lora_qv_r8" 2>&1) &&
+   grep -qE "^adapters +lora_qv_r8 \(" <<<"$out"; then ok
+else fail "graft bench --adapter: $out"; fi
+expect_error "VLoRA without --aux" "auxiliary input 'image_features'" "$graft" run "$l/model.onnx" --input-dir "$l/basic/inputs" --adapter "$v/llama_qv_r4"
+expect_error "--aux without a generator" "no bound or per-row adapter" "$graft" run "$l/model.onnx" --input-dir "$l/basic/inputs" --aux image_features="$v/refs/features/img0.npy"
+expect_error "bad --aux" "NAME=FILE" "$graft" run "$l/model.onnx" --input-dir "$l/basic/inputs" "${vlora[@]}" --aux justaname
+expect_error "unknown adapter" "" "$graft" run "$l/model.onnx" --input-dir "$l/basic/inputs" --adapter "$tmp/none"
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

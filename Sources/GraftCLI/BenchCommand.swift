@@ -43,14 +43,7 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("limit"), help: "A model limit as NAME=VALUE (repeatable), e.g. weight-bytes=100000000 or GRAFT_LIMIT_TENSOR_BYTES=1000000 (docs/ROBUSTNESS.md).")
     var limits: [String] = []
 
-    @Option(name: .customLong("adapter"), help: "An adapter to bind (repeatable; PEFT directory or anything a plugin claims), scale 1.")
-    var adapters: [String] = []
-
-    @Flag(help: "Bind the adapters merged (W + sBA in a session copy) instead of unmerged.")
-    var merged = false
-
-    @Option(help: "Plugin shared objects to load first (repeatable).")
-    var plugin: [String] = []
+    @OptionGroup var adapterOptions: AdapterOptions
 
     @Option(help: "Seed for the synthetic inputs.")
     var seed: UInt64 = 1234
@@ -67,24 +60,20 @@ struct Bench: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            for p in plugin { try PluginRegistry.load(path: p) }
+            try adapterOptions.loadPlugins()
             let t0 = now()
             let core = try CoreModel(path: model, limits: try parseLimits(limits))
             let loadMs = ms(since: t0)
 
-            var loaded: [CoreAdapter] = []
-            var adapterMs: [Double] = []
-            for path in adapters {
-                let ta = now()
-                loaded.append(try PluginRegistry.loadAdapter(model: core, path: path))
-                adapterMs.append(ms(since: ta))
-            }
+            let timed = try adapterOptions.loadAdapters(for: core)
+            let loaded = timed.map(\.adapter), adapterMs = timed.map(\.ms)
+            let aux = try adapterOptions.auxTensors()
 
             let inputs = try makeInputs(core)
             let ts = now()
             let session = try CoreSession(model: core, threads: threads)
-            if !loaded.isEmpty { try session.setAdapters(loaded.map { ($0, 1) }, merged: merged) }
-            _ = try session.run(inputs)
+            try adapterOptions.bind(loaded, to: session)
+            _ = try session.run(inputs, aux: aux)
             let firstRunMs = ms(since: ts)
 
             let described = core.graph.inputs.map { "\($0.name)=\(inputs[$0.name]!.shape.map(String.init).joined(separator: "x"))" }
@@ -95,10 +84,10 @@ struct Bench: ParsableCommand {
             print("steps     \(try session.plan(for: session.bind(inputs)).stepCount)")
             if !loaded.isEmpty {
                 let list = zip(loaded, adapterMs).map { "\($0.0.name) (\($0.0.plugin), \($0.0.sites.count) sites, load \(fmt($0.1)) ms)" }
-                print("adapters  \(list.joined(separator: ", ")) \(merged ? "merged" : "unmerged")")
+                print("adapters  \(list.joined(separator: ", ")) \(adapterOptions.merged ? "merged" : "unmerged")")
             }
 
-            for _ in 1..<max(warmup, 1) { _ = try session.run(inputs) }
+            for _ in 1..<max(warmup, 1) { _ = try session.run(inputs, aux: aux) }
 
             let stepProfile = profile ? StepProfile() : nil
             session.profile = stepProfile
@@ -108,7 +97,7 @@ struct Bench: ParsableCommand {
             let started = now()
             for i in 0..<iterations {
                 let t = now()
-                _ = try session.run(inputs)
+                _ = try session.run(inputs, aux: aux)
                 samples.append(ms(since: t))
                 if tty {
                     let line = "\r  run \(i + 1)/\(iterations)  last \(fmt(samples.last!)) ms  median so far \(fmt(median(samples))) ms   "
@@ -238,8 +227,6 @@ extension SplitMix64 {
     fileprivate mutating func uniform() -> Float { unit() * 2 - 1 }
 }
 
-private func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
-private func ms(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 }
 
 private func median(_ xs: [Double]) -> Double {
     let s = xs.sorted()

@@ -29,9 +29,13 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("limit"), help: "A model limit as NAME=VALUE (repeatable), e.g. weight-bytes=100000000 or GRAFT_LIMIT_TENSOR_BYTES=1000000 (docs/ROBUSTNESS.md).")
     var limits: [String] = []
 
+    @OptionGroup var adapterOptions: AdapterOptions
+
     func run() throws {
         let failed: Bool = try reportingErrors {
+            try adapterOptions.loadPlugins()
             let core = try CoreModel(path: model, limits: try parseLimits(limits))
+            let adapters = try adapterOptions.loadAdapters(for: core).map(\.adapter)
             var named: [String: HostTensor] = [:]
             for spec in inputs {
                 let (name, file) = try splitNameValue(spec, option: "--input", form: "NAME=FILE.npy")
@@ -43,7 +47,8 @@ struct Run: ParsableCommand {
                 }
             }
             let session = try CoreSession(model: core, threads: threads)
-            let outputs = try session.run(named)
+            try adapterOptions.bind(adapters, to: session)
+            let outputs = try session.run(named, aux: try adapterOptions.auxTensors())
             var failed = false
             for decl in core.graph.outputs {
                 let t = outputs[decl.name]!

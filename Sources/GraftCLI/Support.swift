@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import GraftCore
 
 
@@ -75,3 +76,7 @@ func parseLimits(_ specs: [String]) throws -> Limits {
     }
     return limits
 }
+
+/// A monotonic clock in nanoseconds, and milliseconds since one of its readings.
+func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+func ms(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds &- start) / 1e6 }
