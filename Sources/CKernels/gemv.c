@@ -2,15 +2,15 @@
  * place (never packed or copied). Memory-bound: every weight float is read once and used once,
  * so the kernel's job is to keep enough reads in flight.
  *
- * How a block of W's rows is read (graft_gemv_rows): the rows are split into STREAMS groups
- * of consecutive rows ("spread"), and one row of every group is consumed per step, so memory
- * is read as STREAMS sequential streams that start far apart (like STREAMS independent
- * readers) rather than one. Each step adds x[r]·W[r, :] of its STREAMS rows into y[0..N):
- * the weights go through 4 ymm accumulators 32 columns at a time, y itself stays in L1
- * (N ≤ 8192) or L2 (the 32000-wide lm_head, 125 KiB). Rows left over (rows mod STREAMS) run
- * one at a time. Every step after the first adds to y, so y is read and written once per
- * STREAMS rows (from L1/L2, while the weights come from memory). Measurements and the choices they led to: docs/PERFORMANCE.md, "Decode
- * GEMV". */
+ * How a block of W's rows is read (graft_gemv_rows): the rows are split into STREAMS (= 4,
+ * gemv_streams below) groups of consecutive rows ("spread"), and one row of every group is
+ * consumed per step, so memory is read as STREAMS sequential streams that start far apart
+ * (like STREAMS independent readers) rather than one. Each step adds x[r]·W[r, :] of its
+ * STREAMS rows into y[0..N): the weights go through 4 ymm accumulators 32 columns at a time,
+ * y itself stays in L1 (N ≤ 8192) or L2 (the 32000-wide lm_head, 125 KiB). Every step after
+ * the first adds to y, so y is read and written once per STREAMS rows (from L1/L2, while the
+ * weights come from memory). Rows left over (rows mod STREAMS) run one at a time.
+ * Measurements and the choices they led to: docs/PERFORMANCE.md, "Decode GEMV". */
 #include "graft_kernels.h"
 
 #include <string.h>
@@ -26,9 +26,9 @@
  *   gemv_streams: row streams per step, 1, 2, 4 or 8
  *   gemv_spread:  1 = streams start far apart (rows s·L + i, L = rows / streams),
  *                 0 = adjacent (rows i·streams + s: really one stream, read in row-sized pieces)
- * Measured (2 threads, weights from memory): 4 spread streams read 31–33 GB/s on every decode
- * shape, 8 spread about 1 GB/s less, adjacent rows no better than 1 stream; software prefetch
- * 512 bytes ahead of each stream gained nothing (±1 GB/s), so there is none. */
+ * Measured (2 threads, weights from memory): 4 spread streams read 31–36 GB/s on every decode
+ * shape, 8 spread about 1 GB/s less, adjacent rows little better than 1 stream (27–33);
+ * software prefetch 512 bytes ahead of each stream gained nothing (±1 GB/s), so there is none. */
 static int gemv_streams = 4;
 static int gemv_spread = 1;
 
