@@ -242,8 +242,9 @@ struct LinearKernelTests {
     }
 
     /// Weight products large enough to be split across threads (by rows when there are more
-    /// rows than columns, GEMM on column blocks otherwise, and at M = 1 GEMVs over blocks of
-    /// the weight's rows whose partial sums are added) agree with the plain-loop reference
+    /// rows than columns, GEMM on column blocks otherwise, and at M = 1 Graft's GEMV over
+    /// blocks of the weight's rows whose partial sums are added, DecodeGemvTests) agree with
+    /// the plain-loop reference
     /// (tolerance as above).
     @Test(arguments: [([3, 64, 96], [96, 80]), ([1, 512], [512, 1024]), ([2, 1, 700], [700, 400]), ([1, 40, 64], [64, 300])])
     func splitWeightProducts(_ shapes: ([Int], [Int])) throws {

@@ -70,6 +70,27 @@ GRAFT_KERNEL_API void graft_gemm_packed(int path, size_t m, size_t n, size_t k,
                        float *c, size_t ldc,
                        size_t row_begin, size_t row_end, size_t panel_begin, size_t panel_end);
 
+/* ---- One-row products (decode), Sources/CKernels/gemv.c ----
+ * y[1 × N] = x[1 × K] · W[K × N] with W row-major and read where it is (no packing, no copy),
+ * for one new token's weight products. The caller splits K across threads: each thread runs
+ * graft_gemv_rows on its contiguous block of W's rows into its own partial y, and
+ * graft_gemv_sum adds the partials into the first.
+ * path: GRAFT_GEMM_PORTABLE forces plain C; any other value runs AVX2+FMA when the CPU has it
+ * (there is no AVX-512 variant: the product is memory-bound). */
+
+/* y[0..n) = (accumulate ? y[0..n) : 0) + Σ_{i<k} x[i] · w[i·ldw + j]   for j < n
+ *   x: [k]
+ *   w: [k × ldw] row-major, the first n floats of each row used (ldw >= n)
+ *   y: [n]; when accumulate == 0 its old contents are never read (may be garbage or NaN)
+ * k == 0 writes zeros (accumulate == 0) or leaves y alone. */
+GRAFT_KERNEL_API void graft_gemv_rows(int path, size_t k, size_t n, const float *x, const float *w, size_t ldw,
+                                      float *y, int accumulate);
+
+/* y[0..n) += Σ_{p<count} parts[p·ldp + j]   for j < n, partials added in order p = 0, 1, ...
+ *   y:     [n]
+ *   parts: [count × ldp] row-major (ldp >= n) */
+GRAFT_KERNEL_API void graft_gemv_sum(int path, size_t n, float *y, const float *parts, size_t ldp, size_t count);
+
 #ifdef __cplusplus
 }
 #endif

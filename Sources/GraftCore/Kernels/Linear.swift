@@ -301,11 +301,19 @@ package enum LinearKernels {
             // into a partial sum; partials after the first live in `partials` [threads - 1][n]
             // and are added into C afterwards. Measured on the Llama decode step, 2 threads,
             // interleaved: 9.39–9.46 → 8.59–8.79 ms median.
-            let splitK = rowCount == 1 && threads > 1 && k >= 2 * 64
+            // With Graft's kernels on, one row runs on Graft's GEMV instead (`DecodeGemv`: the
+            // same K split, each block read as 4 memory streams, partials summed in C), for any
+            // weight pointer: it reads W in place. 0 parts: not used.
+            let gemvParts = rowCount == 1 && PackedGemm.enabled ? DecodeGemv.parts(k: k, n: n, threads: ctx.threads) : 0
+            let gemvPartials = gemvParts > 1 ? Scratch(count: (gemvParts - 1) * n) : nil
+            let splitK = gemvParts == 0 && rowCount == 1 && threads > 1 && k >= 2 * 64
             let partials = splitK ? Scratch(count: (threads - 1) * n) : nil
             // The epilogue runs on each thread's block of C right after its product.
             let blas: @Sendable (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>) -> Void = { pa, pb, pc in
-                if let partials {
+                if gemvParts > 0 {
+                    DecodeGemv.run(x: pa, w: pb, ldw: n, y: pc, k: k, n: n, parts: gemvParts, partials: gemvPartials?.p)
+                    epilogue?.finish(pc, ldc: n, rows: 0..<1, columns: 0..<n)
+                } else if let partials {
                     parallelFor(threads, threads: threads) { parts in
                         for t in parts {
                             let k0 = k * t / threads, k1 = k * (t + 1) / threads
@@ -334,9 +342,9 @@ package enum LinearKernels {
                     }
                 }
             }
-            // Packed only where it measured faster (docs/ARCHITECTURE.md, "Weight GEMM"): one or two
-            // rows (decode) stay on OpenBLAS's GEMV, which streams a weight from memory faster
-            // than the packed 1–2-row tile; above 128 rows OpenBLAS's kernel (its per-call weight
+            // Packed only where it measured faster (docs/ARCHITECTURE.md, "Weight GEMM"): one row
+            // (decode) runs on Graft's GEMV above and two on OpenBLAS, both of which stream a
+            // weight from memory faster than the packed 1–2-row tile; above 128 rows OpenBLAS's kernel (its per-call weight
             // packing amortised over the rows) measured 3–11% faster than the packed 6×16 tile,
             // and even with it since the next-panel prefetch (MiniLM 8×128).
             if PackedGemm.enabled, PackedGemm.matMulRows.contains(rowCount), b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
