@@ -10,8 +10,8 @@
  * an element's result never depends on its position) chosen once at run time with
  * __builtin_cpu_supports, and a portable fallback calling libm. GRAFT_VMATH=scalar in the
  * environment (read on first use) forces the fallback. Accuracy of the AVX2 path: exp within
- * ~2 ulp, erf within ~1.5e-7 absolute, GELU within 1.1e-7·max(1, |x|) absolute and 5e-7
- * relative (down to x = -13, where results become denormal); see vmath.c. */
+ * ~2 ulp, erf within ~1.5e-7 absolute, GELU within 1.2e-7·max(1, |x|) absolute and 5.1e-7
+ * relative (down to x = -13.04, where results become denormal); see vmath.c. */
 #ifndef GRAFT_VMATH_H
 #define GRAFT_VMATH_H
 
