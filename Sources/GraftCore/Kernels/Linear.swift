@@ -110,8 +110,8 @@ package enum PackedGemm {
     package static var resolved: Path { Path(rawValue: graft_gemm_resolved_path()) ?? .portable }
 
     /// Rows (all batch dims folded) for which a MatMul with a constant weight takes the packed
-    /// GEMM; other row counts stay on OpenBLAS (see `LinearKernels.matmul`).
-    package static let matMulRows = 3...128
+    /// GEMM; one row takes the decode GEMV, two stay on OpenBLAS (see `LinearKernels.matmul`).
+    package static let matMulRows = 3...
 
     /// Work (M·N·K) below which one thread runs the product (a fork/join costs ~10 µs).
     static let threadingWork = 1 << 18
@@ -344,9 +344,9 @@ package enum LinearKernels {
             }
             // Packed only where it measured faster (docs/ARCHITECTURE.md, "Weight GEMM"): one row
             // (decode) runs on Graft's GEMV above and two on OpenBLAS, both of which stream a
-            // weight from memory faster than the packed 1–2-row tile; above 128 rows OpenBLAS's kernel (its per-call weight
-            // packing amortised over the rows) measured 3–11% faster than the packed 6×16 tile,
-            // and even with it since the next-panel prefetch (MiniLM 8×128).
+            // weight from memory faster than the packed 1–2-row tile; from three rows up the
+            // packed GEMM (with 96-row blocks above 128 rows, MiniLM 2×128 … 8×128 2.5–8% faster
+            // than OpenBLAS's GEMM).
             if PackedGemm.enabled, PackedGemm.matMulRows.contains(rowCount), b.shape.count == 2, ctx.constants.count > 1, let w = ctx.constants[1] {
                 // Constant weight: Graft's packed GEMM, split across the session's threads. A
                 // different pointer in the weight slot at run time (a merged adapter's private
