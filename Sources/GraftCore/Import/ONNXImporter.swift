@@ -9,7 +9,8 @@ package enum ONNXImporter {
 
     /// Loads the model at `path`; external data is looked up beside it, or refused when
     /// `externalData` is false. Initializers whose bytes are aligned in the file are used in
-    /// place (the mapping lives as long as they do); the others are copied. `limits` travel with
+    /// place (the mapping lives as long as they do), and so are row tables at any alignment
+    /// (`rowTables`); the others are copied. `limits` travel with
     /// the graph (`Graph.limits`); the weight cap is checked here, tensor by tensor, before each
     /// initializer is decoded.
     package static func load(path: String, externalData: Bool = true, limits: Limits = .defaults) throws -> Graph {
@@ -79,8 +80,10 @@ private struct Reader {
         }
 
         var weightBytes = 0
+        let tables = Self.rowTables(graph)
         for (i, t) in graph.initializers.enumerated() {
-            let tensor = try TensorDecoding.decode(t, externals: externals, mapping: mapping, context: " (initializer)") { bytes in
+            let tensor = try TensorDecoding.decode(t, externals: externals, mapping: mapping, anyAlignment: tables.contains(t.name),
+                                                   context: " (initializer)") { bytes in
                 weightBytes += bytes
                 try limits.check(.weightBytes, weightBytes, "\(source): the initializers up to '\(t.name)'", verb: "need")
             }
@@ -107,6 +110,25 @@ private struct Reader {
             g.nodes.append(try node(n, index: i))
         }
         return g
+    }
+
+    /// Initializers read only as the data of default-domain Gathers (input 0), never as a
+    /// graph output, in graphs without subgraphs: row tables such as word embeddings. Gather
+    /// copies whole rows as bytes (`IndexingKernels.gather`, through raw pointers), so these are
+    /// used in place from the mapping even where torch.onnx.export left their bytes unaligned
+    /// instead of being copied: MiniLM's 47 MB word-embedding table was 47 of the 54 MB a load
+    /// copied. Nothing reads them through a typed pointer (`HostTensor.pointer` asserts
+    /// alignment in debug builds, which the test suite runs).
+    static func rowTables(_ graph: ProtoGraph) -> Set<String> {
+        var tables = Set<String>(), other = Set(graph.outputs.map(\.name))
+        for n in graph.nodes {
+            if n.attributes.contains(where: { $0.type == 5 || $0.type == 10 }) { return [] }
+            let gather = n.opType == "Gather" && (n.domain.isEmpty || n.domain == "ai.onnx")
+            for (k, v) in n.inputs.enumerated() where !v.isEmpty {
+                if gather && k == 0 { tables.insert(v) } else { other.insert(v) }
+            }
+        }
+        return tables.subtracting(other)
     }
 
     private func valueDecl(_ v: ProtoValueInfo, role: String) throws -> ValueDecl {

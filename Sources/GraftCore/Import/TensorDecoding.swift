@@ -11,8 +11,10 @@ enum TensorDecoding {
     /// alive); raw data that has to be copied gives its pages back to the kernel afterwards.
     /// `reserve` is called with the bytes the decoded tensor will hold (in its compute type)
     /// once the dims are validated and before anything is read or allocated; it throws to
-    /// refuse the tensor (the weight cap).
-    static func decode(_ t: ProtoTensor, externals: ExternalDataResolver, mapping: MappedFile? = nil,
+    /// refuse the tensor (the weight cap). `anyAlignment`: use the bytes in place (mapped file or
+    /// external data, compute types) whatever their alignment — only for tensors nothing reads
+    /// through a typed pointer (`ONNXImporter.rowTables`).
+    static func decode(_ t: ProtoTensor, externals: ExternalDataResolver, mapping: MappedFile? = nil, anyAlignment: Bool = false,
                        context: @autoclosure () -> String, reserve: (Int) throws -> Void = { _ in }) throws -> HostTensor {
         let what = "tensor '\(t.name)'\(context())"
         guard let fileType = DType(rawValue: t.dataType) else {
@@ -31,14 +33,15 @@ enum TensorDecoding {
 
         // Locate the bytes, validated against the dims before anything is allocated.
         if t.isExternal {
-            return try decodeExternal(t, fileType: fileType, shape: shape, expectedBytes: expectedBytes, externals: externals, what: what)
+            return try decodeExternal(t, fileType: fileType, shape: shape, expectedBytes: expectedBytes, externals: externals,
+                                      anyAlignment: anyAlignment, what: what)
         }
         if let raw = t.rawData {
             guard raw.count == expectedBytes else {
                 throw GraftError(.invalidModel, "\(what): raw data has \(raw.count) bytes but shape \(shape) of \(fileType) needs \(expectedBytes)")
             }
             if let mapping, let p = raw.baseAddress, fileType.isComputeType, raw.count >= 4096,
-               Int(bitPattern: p) % fileType.byteSize == 0 {
+               anyAlignment || Int(bitPattern: p) % fileType.byteSize == 0 {
                 return HostTensor(dtype: fileType, shape: shape,
                                   storage: TensorStorage(borrowing: UnsafeMutableRawPointer(mutating: p), byteCount: raw.count, keepAlive: mapping))
             }
@@ -83,7 +86,7 @@ enum TensorDecoding {
     }
 
     private static func decodeExternal(_ t: ProtoTensor, fileType: DType, shape: [Int], expectedBytes: Int,
-                                       externals: ExternalDataResolver, what: String) throws -> HostTensor {
+                                       externals: ExternalDataResolver, anyAlignment: Bool, what: String) throws -> HostTensor {
         var location = ""
         var offset = 0
         var length: Int?
@@ -113,7 +116,7 @@ enum TensorDecoding {
         let p = base + offset
         // Use the mapping in place when the type needs no widening and the address is aligned
         // for the element type; otherwise copy.
-        if fileType.isComputeType, Int(bitPattern: p) % fileType.byteSize == 0 {
+        if fileType.isComputeType, anyAlignment || Int(bitPattern: p) % fileType.byteSize == 0 {
             return HostTensor(dtype: fileType, shape: shape, storage: TensorStorage(borrowing: p, byteCount: len, keepAlive: file))
         }
         return convert(from: UnsafeRawPointer(p), fileType: fileType, shape: shape)

@@ -109,7 +109,10 @@ package struct HostTensor: @unchecked Sendable {
 
     /// Typed view of the elements; `T` must match `dtype` (Float, Int64, Int32, UInt8 for bool).
     package func pointer<T>(_: T.Type) -> UnsafeMutablePointer<T> {
-        raw.assumingMemoryBound(to: T.self)
+        // Only row tables used in place (ONNXImporter.rowTables) may be unaligned, and those are
+        // read through raw pointers alone.
+        assert(Int(bitPattern: raw) % MemoryLayout<T>.alignment == 0, "typed access to unaligned tensor bytes")
+        return raw.assumingMemoryBound(to: T.self)
     }
 
     package func floats() -> [Float] {
