@@ -40,12 +40,17 @@ package enum Fusion {
     package static func run(_ graph: Graph, shapes: [String: [Dim]]?, dtypes: [String: DType]?, sites: [Site], blocks: [MLPBlock]) -> Graph {
         var g = graph
         var changed = false
+        // A stage that rewrote nothing leaves its context as it found it (no rewrites, nothing
+        // used), so the next stage reuses it; the maps are rebuilt only after a rewrite.
+        var ctx: FusionContext?
         for stage in stages {
-            var ctx = FusionContext(graph: g, shapes: shapes, dtypes: dtypes, sites: sites, blocks: blocks)
-            stage(&ctx)
-            if ctx.rewrites.isEmpty { continue }
-            g = ctx.apply()
+            var c = ctx ?? FusionContext(graph: g, shapes: shapes, dtypes: dtypes, sites: sites, blocks: blocks)
+            stage(&c)
+            ctx = c
+            if c.rewrites.isEmpty { continue }
+            g = c.apply()
             changed = true
+            ctx = nil
         }
         guard changed else { return graph }
         // The attention fusion leaves its Reshapes' shape computations unread: drop them.
@@ -93,7 +98,10 @@ struct FusionContext {
         graphOutputs = Set(graph.outputs.map(\.name))
         for (i, n) in graph.nodes.enumerated() {
             for o in n.outputs where !o.isEmpty { producer[o] = i }
-            for v in Set(n.inputs) where !v.isEmpty { readers[v, default: []].append(i) }
+            // Each node once per value: nodes are visited in order, so a repeat is the last entry.
+            for v in n.inputs where !v.isEmpty {
+                readers[v, default: []].appendUnlessLast(i)
+            }
         }
         // Run-time values: graph inputs and what is computed from them, except through Shape /
         // Size (whose outputs, and what is computed from those alone, the planner folds).
@@ -199,4 +207,8 @@ extension Fusion {
         Node(name: last.name, opType: opType, domain: domain, inputs: inputs, outputs: outputs,
              attributes: attributes, metadata: last.metadata)
     }
+}
+
+private extension Array where Element == Int {
+    mutating func appendUnlessLast(_ i: Int) { if last != i { append(i) } }
 }
