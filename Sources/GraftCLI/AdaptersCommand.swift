@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import GraftCore
 
 /// Loads adapters onto a model and runs the same inputs under the base model, each adapter,
@@ -49,11 +48,11 @@ struct Adapters: ParsableCommand {
             var loaded: [(name: String, adapter: CoreAdapter)] = []
             for spec in adapters {
                 let (name, path) = try splitNameValue(spec, option: "--adapter", form: "NAME=PATH")
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = now()
                 let a = try PluginRegistry.loadAdapter(model: core, path: path)
-                let ms = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+                let loadMs = ms(since: start)
                 loaded.append((name, a))
-                print("loaded \(name) with plugin \(a.plugin): \(a.sites.count) sites, \(formatMs(ms)) ms")
+                print("loaded \(name) with plugin \(a.plugin): \(a.sites.count) sites, \(formatMs(loadMs)) ms")
             }
             let session = try CoreSession(model: core, threads: threads)
             let inputs = try readInputs(core, inputDir)
@@ -73,9 +72,9 @@ struct Adapters: ParsableCommand {
             }
             func timed(_ body: () throws -> [String: HostTensor]) throws -> ([String: HostTensor], Double) {
                 _ = try body()   // plan and warm up
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = now()
                 let out = try body()
-                return (out, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+                return (out, ms(since: start))
             }
 
             try session.setAdapters([])
@@ -101,9 +100,9 @@ struct Adapters: ParsableCommand {
             if loaded.count >= 2 {
                 // Swap between two bound adapters: pointer work, no weight copies or planning.
                 let n = 1000
-                let start = DispatchTime.now().uptimeNanoseconds
+                let start = now()
                 for i in 0..<n { try session.setAdapters([(loaded[i % 2].adapter, 1)]) }
-                let us = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e3 / Double(n)
+                let us = ms(since: start) * 1e3 / Double(n)
                 print("swap (set adapters): \(formatMs(us)) µs on average over \(n) swaps")
             }
             return failed
