@@ -66,7 +66,21 @@ package struct Node: Sendable {
     package var label: String { name.isEmpty ? "\(opType) node (unnamed, output '\(outputs.first ?? "")')" : "\(opType) node '\(name)'" }
 
     /// Whether the node is in ONNX's default domain ("" or "ai.onnx").
-    package var isDefaultDomain: Bool { domain.isEmpty || domain == "ai.onnx" }
+    package var isDefaultDomain: Bool { Node.isDefaultDomain(domain) }
+
+    /// Whether `domain` names ONNX's default domain (also for nodes not yet imported).
+    package static func isDefaultDomain(_ domain: String) -> Bool { domain.isEmpty || domain == "ai.onnx" }
+
+    /// Value → indices (in `nodes`) of the nodes reading it, each node once, in order: the
+    /// reader map of the fusion pass and of the planner.
+    package static func readers(of nodes: some Sequence<Node>) -> [String: [Int]] {
+        var readers: [String: [Int]] = [:]
+        for (i, n) in nodes.enumerated() {
+            // Nodes are visited in order, so a node reading a value twice is its last entry.
+            for v in n.inputs where !v.isEmpty && readers[v]?.last != i { readers[v, default: []].append(i) }
+        }
+        return readers
+    }
 
     package func int(_ key: String) -> Int? {
         if case .int(let v)? = attributes[key] { return v }

@@ -123,7 +123,7 @@ private struct Reader {
         var tables = Set<String>(), other = Set(graph.outputs.map(\.name))
         for n in graph.nodes {
             if n.attributes.contains(where: { $0.type == 5 || $0.type == 10 }) { return [] }
-            let gather = n.opType == "Gather" && (n.domain.isEmpty || n.domain == "ai.onnx")
+            let gather = n.opType == "Gather" && Node.isDefaultDomain(n.domain)
             for (k, v) in n.inputs.enumerated() where !v.isEmpty {
                 if gather && k == 0 { tables.insert(v) } else { other.insert(v) }
             }

@@ -24,7 +24,7 @@ package enum KernelRegistry {
 
     /// Table key: the op type for the default ONNX domain, "domain:op" otherwise.
     package static func key(domain: String, opType: String) -> String {
-        domain.isEmpty || domain == "ai.onnx" ? opType : "\(domain):\(opType)"
+        Node.isDefaultDomain(domain) ? opType : "\(domain):\(opType)"
     }
 
     package static func factory(for node: Node) -> KernelFactory? {

@@ -98,11 +98,8 @@ struct FusionContext {
         graphOutputs = Set(graph.outputs.map(\.name))
         for (i, n) in graph.nodes.enumerated() {
             for o in n.outputs where !o.isEmpty { producer[o] = i }
-            // Each node once per value: nodes are visited in order, so a repeat is the last entry.
-            for v in n.inputs where !v.isEmpty {
-                readers[v, default: []].appendUnlessLast(i)
-            }
         }
+        readers = Node.readers(of: graph.nodes)
         // Run-time values: graph inputs and what is computed from them, except through Shape /
         // Size (whose outputs, and what is computed from those alone, the planner folds).
         var runtime = Set(graph.inputs.map(\.name))
@@ -207,8 +204,4 @@ extension Fusion {
         Node(name: last.name, opType: opType, domain: domain, inputs: inputs, outputs: outputs,
              attributes: attributes, metadata: last.metadata)
     }
-}
-
-private extension Array where Element == Int {
-    mutating func appendUnlessLast(_ i: Int) { if last != i { append(i) } }
 }

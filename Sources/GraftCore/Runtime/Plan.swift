@@ -74,13 +74,7 @@ package final class Plan: @unchecked Sendable {
         var pending: [(node: Node, kernel: CompiledKernel)] = []
 
         /// Value → indices of the pending steps reading it (each step once).
-        func readers() -> [String: [Int]] {
-            var r: [String: [Int]] = [:]
-            for (i, p) in pending.enumerated() {
-                for name in Set(p.node.inputs) where !name.isEmpty { r[name, default: []].append(i) }
-            }
-            return r
-        }
+        func readers() -> [String: [Int]] { Node.readers(of: pending.lazy.map(\.node)) }
 
         /// The pending step that adds a constant bias row to `product` (a weight product
         /// `columns` wide), and the bias; or nil: `product` is not a graph output and its only reader is an
