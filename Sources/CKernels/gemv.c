@@ -43,6 +43,15 @@ static void step_portable(int S, const float *const *ws, const float *xs, size_t
     }
 }
 
+/* graft_gemv_sum's columns j0..n: y[j] += parts[0][j] + parts[1][j] + ..., added in order. */
+static void sum_portable(size_t j0, size_t n, float *y, const float *parts, size_t ldp, size_t count) {
+    for (size_t j = j0; j < n; j++) {
+        float v = y[j];
+        for (size_t p = 0; p < count; p++) v += parts[p * ldp + j];
+        y[j] = v;
+    }
+}
+
 #if GRAFT_X86
 /* ---------------------------------------------------------------- AVX2 + FMA */
 
@@ -103,11 +112,7 @@ __attribute__((target("avx2,fma"))) static void sum_avx2(size_t n, float *y, con
         for (size_t p = 0; p < count; p++) v = _mm256_add_ps(v, _mm256_loadu_ps(parts + p * ldp + j));
         _mm256_storeu_ps(y + j, v);
     }
-    for (; j < n; j++) {
-        float v = y[j];
-        for (size_t p = 0; p < count; p++) v += parts[p * ldp + j];
-        y[j] = v;
-    }
+    sum_portable(j, n, y, parts, ldp, count);
 }
 #endif
 
@@ -168,9 +173,5 @@ void graft_gemv_sum(int path, size_t n, float *y, const float *parts, size_t ldp
 #if GRAFT_X86
     if (use_avx2(path)) { sum_avx2(n, y, parts, ldp, count); return; }
 #endif
-    for (size_t j = 0; j < n; j++) {
-        float v = y[j];
-        for (size_t p = 0; p < count; p++) v += parts[p * ldp + j];
-        y[j] = v;
-    }
+    sum_portable(0, n, y, parts, ldp, count);
 }

@@ -234,11 +234,11 @@ package enum LinearKernels {
         /// C[rows, columns] (row stride ldc) += bias[columns], then the activation; for products
         /// whose kernel could not add the bias itself.
         func finish(_ c: UnsafeMutablePointer<Float>, ldc: Int, rows: Range<Int>, columns: Range<Int>) {
-            if let bias {
-                let b = bias.pointer(Float.self)
+            if let bias, !columns.isEmpty {
+                let b = bias.pointer(Float.self) + columns.lowerBound
                 for i in rows {
-                    let row = c + i * ldc
-                    for j in columns { row[j] += b[j] }
+                    let row = c + i * ldc + columns.lowerBound
+                    vmath_arith_row(Int32(VMATH_ARITH_ADD), row, 1, b, 1, row, columns.count)
                 }
             }
             activation?.apply(c, ldc: ldc, rows: rows, columns: columns)
@@ -322,10 +322,7 @@ package enum LinearKernels {
                             cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k1 - k0), n32, 1, pb + k0 * n, n32, pa + k0, 1, 0, y, 1)
                         }
                     }
-                    for t in 1..<threads {
-                        let y = partials.p + (t - 1) * n
-                        for j in 0..<n { pc[j] += y[j] }
-                    }
+                    graft_gemv_sum(PackedGemm.Path.auto.rawValue, n, pc, partials.p, n, threads - 1)
                     epilogue?.finish(pc, ldc: n, rows: 0..<1, columns: 0..<n)
                 } else if threads == 1 {
                     product(pa, pb, pc, m: rows, n: n32, k: k32)
