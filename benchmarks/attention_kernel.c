@@ -21,20 +21,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
+#include "harness.h" /* seconds, compare_doubles */
 
 enum { H = 12, D = 32 };
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* The previous FusedAttention: s [S][S] scratch. */
 static void layer_blas(int s_len, const float *q, const float *k, const float *v, const float *mask, float scale,
@@ -79,17 +68,17 @@ int main(int argc, char **argv) {
         const int r = reps * 128 / n > 5 ? reps * 128 / n : 5; /* shorter sequences: more repetitions */
         double *ta = malloc(r * sizeof(double)), *tb = malloc(r * sizeof(double));
         for (int i = 0; i < r; i++) {
-            double t = now();
+            double t = seconds(CLOCK_MONOTONIC);
             layer_blas(n, q, k, v, mask, scale, ya, s);
-            ta[i] = now() - t;
-            t = now();
+            ta[i] = seconds(CLOCK_MONOTONIC) - t;
+            t = seconds(CLOCK_MONOTONIC);
             layer_graft(n, q, k, v, mask, scale, yb, scratch);
-            tb[i] = now() - t;
+            tb[i] = seconds(CLOCK_MONOTONIC) - t;
         }
         double diff = 0;
         for (size_t i = 0; i < len; i++) diff = fmax(diff, fabs((double)ya[i] - yb[i]));
-        qsort(ta, r, sizeof(double), cmp);
-        qsort(tb, r, sizeof(double), cmp);
+        qsort(ta, r, sizeof(double), compare_doubles);
+        qsort(tb, r, sizeof(double), compare_doubles);
         printf("| %d | %.1f / %.1f | %.1f / %.1f | %.2f | %.1e |\n", n, ta[0] * 1e6, ta[r / 2] * 1e6, tb[0] * 1e6,
                tb[r / 2] * 1e6, tb[r / 2] / ta[r / 2], diff);
         free(q), free(k), free(v), free(ya), free(yb), free(mask), free(s), free(scratch), free(ta), free(tb);

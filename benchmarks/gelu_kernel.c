@@ -22,13 +22,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "harness.h" /* seconds, compare_doubles */
 
 static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)rand() / (float)RAND_MAX; }
 
@@ -36,9 +30,9 @@ static float uniform(float lo, float hi) { return lo + (hi - lo) * (float)rand()
 static double per_element(int op, int path, const float *x, float *y, size_t n, int inner, int rounds) {
     double best = 1e9;
     for (int r = 0; r < rounds; r++) {
-        double t = now();
+        double t = seconds(CLOCK_THREAD_CPUTIME_ID);
         for (int i = 0; i < inner; i++) vmath_run(op, path, x, y, n);
-        t = (now() - t) / inner;
+        t = (seconds(CLOCK_THREAD_CPUTIME_ID) - t) / inner;
         if (t < best) best = t;
     }
     return best / (double)n * 1e9;
@@ -48,9 +42,9 @@ static double per_element(int op, int path, const float *x, float *y, size_t n, 
 static double tanh_per_element(const float *x, float *y, size_t n, int inner, int rounds) {
     double best = 1e9;
     for (int r = 0; r < rounds; r++) {
-        double t = now();
+        double t = seconds(CLOCK_THREAD_CPUTIME_ID);
         for (int i = 0; i < inner; i++) vmath_gelu_tanh(x, y, n);
-        t = (now() - t) / inner;
+        t = (seconds(CLOCK_THREAD_CPUTIME_ID) - t) / inner;
         if (t < best) best = t;
     }
     return best / (double)n * 1e9;
@@ -89,12 +83,12 @@ int main(void) {
     int reps = 2 * copies;
     for (int round = 0; round < 15; round++) {
         for (int v = 0; v < 2; v++) { /* alternate: product alone, product then GELU */
-            double t = now();
+            double t = seconds(CLOCK_THREAD_CPUTIME_ID);
             for (int r = 0; r < reps; r++) {
                 graft_gemm_packed(GRAFT_GEMM_AUTO, M, N, K, a, K, w[r % copies], bias, c, N, 0, M, 0, panels);
                 if (v == 1) vmath_gelu_erf(c, c, M * N);
             }
-            t = (now() - t) / reps;
+            t = (seconds(CLOCK_THREAD_CPUTIME_ID) - t) / reps;
             if (t < best[v]) best[v] = t;
         }
     }

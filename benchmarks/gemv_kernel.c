@@ -24,18 +24,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static int cmpd(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "harness.h" /* seconds, compare_doubles */
 
 /* ---------------------------------------------------------------- pool */
 
@@ -191,19 +180,19 @@ int main(int argc, char **argv) {
                     if (e > err) err = e;
                 }
                 worst[v] = err;
-                double t0 = now();
+                double t0 = seconds(CLOCK_MONOTONIC);
                 for (size_t c = 0; c < calls; c++) {
                     W = pool + (c % copies) * K * N;
                     all_variants[v].call();
                 }
-                times[v][r] = (now() - t0) / calls;
+                times[v][r] = (seconds(CLOCK_MONOTONIC) - t0) / calls;
             }
         }
         printf("\n[%zu x %zu] %.2f MB, %zu copies\n", K, N, bytes / 1e6, copies);
         double old = 0;
         for (int v = 0; v < NV; v++) {
             if (!use[v]) continue;
-            qsort(times[v], rounds, sizeof(double), cmpd);
+            qsort(times[v], rounds, sizeof(double), compare_doubles);
             double med = times[v][rounds / 2];
             if (v == 0) old = med;
             printf("  %-20s %8.4f ms  %5.1f GB/s  (min %.4f ms)  err %.1e\n", all_variants[v].name, med * 1e3,
